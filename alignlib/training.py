@@ -1,0 +1,232 @@
+"""Training: a compiled epoch of minibatch steps for any rule, several runs at once.
+
+:func:`train` trains one network per (seed, learning rate) combination; all of them run
+in one compiled program through ``jax.vmap`` (same data, independent initialisations,
+shuffles and learning rates). Each epoch is one ``lax.scan`` over minibatches. The
+history is a tidy :class:`pandas.DataFrame` with one row per run, epoch and metric.
+
+A run whose loss becomes NaN or infinite stops updating at that step (its parameters
+stay at the last finite values), is marked ``diverged`` in the history from that epoch
+on, and never raises; the others carry on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+from tqdm.auto import tqdm
+
+from alignlib.rules import LearningRule, LossFn, get_rule, mse
+
+Array = jax.Array
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What :func:`train` returns.
+
+    ``models``: the trained networks, stacked along a leading axis (one per run, in the
+    order of ``runs``); ``initial``: the networks at initialisation, stacked the same way;
+    ``runs``: a DataFrame with columns ``run, seed, lr``; ``history``: tidy DataFrame with
+    columns ``run, seed, lr, epoch, metric, value, diverged`` (+ any ``tags``).
+    """
+
+    models: Any
+    initial: Any
+    runs: pd.DataFrame
+    history: pd.DataFrame
+
+    def model(self, run: int = 0):
+        """The trained network of one run (unstacked)."""
+        return jax.tree.map(lambda a: a[run] if eqx.is_array(a) else a, self.models)
+
+
+def make_optimizer(name: str, learning_rate: float) -> optax.GradientTransformation:
+    """``'sgd'`` (the paper's NTK experiments) or ``'adam'`` (standard parameterisation).
+
+    The learning rate is a state entry (``optax.inject_hyperparams``) so that runs with
+    different learning rates can share one compiled program.
+    """
+    optimizers = {"sgd": optax.sgd, "adam": optax.adam}
+    if name not in optimizers:
+        raise ValueError(f"optimizer must be one of {sorted(optimizers)}, got {name!r}")
+    return optax.inject_hyperparams(optimizers[name])(learning_rate=learning_rate)
+
+
+def accuracy(output: Array, target: Array) -> Array:
+    """Fraction of examples whose largest output matches the target's largest entry."""
+    return jnp.mean(jnp.argmax(output, -1) == jnp.argmax(target, -1))
+
+
+def _split_batches(x: Array, batch_size: int, perm: Array | None = None) -> Array:
+    n_batches = x.shape[0] // batch_size
+    if perm is not None:
+        x = x[perm]
+    return x[: n_batches * batch_size].reshape((n_batches, batch_size) + x.shape[1:])
+
+
+def _select(keep_new: Array, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(keep_new, a, b) if eqx.is_array(a) else a,
+                        new, old)
+
+
+def make_epoch(rule: LearningRule, optimizer: optax.GradientTransformation,
+               loss_fn: LossFn, batch_size: int) -> Callable:
+    """One epoch for one run: shuffle with ``key``, then scan SGD steps over minibatches.
+
+    Returns ``epoch(model, rule_state, opt_state, diverged, key, x, y) ->
+    (model, opt_state, diverged, mean_train_loss)``.
+    """
+
+    def step(carry, batch):
+        model, opt_state, diverged = carry
+        rule_state, xb, yb = batch
+        loss, grads = rule.gradient(model, rule_state, xb, yb, loss_fn)
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_model = eqx.apply_updates(model, updates)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.asarray(
+            [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(eqx.filter(new_model, eqx.is_array))]))
+        ok = finite & ~diverged
+        model = _select(ok, new_model, model)
+        opt_state = _select(ok, new_opt_state, opt_state)
+        return (model, opt_state, diverged | ~finite), jnp.where(ok, loss, jnp.nan)
+
+    def epoch(model, rule_state, opt_state, diverged, key, x, y):
+        perm = jax.random.permutation(key, x.shape[0])
+        xb, yb = _split_batches(x, batch_size, perm), _split_batches(y, batch_size, perm)
+
+        def body(carry, batch):
+            xi, yi = batch
+            return step(carry, (rule_state, xi, yi))
+
+        (model, opt_state, diverged), losses = jax.lax.scan(
+            body, (model, opt_state, diverged), (xb, yb))
+        return model, opt_state, diverged, jnp.mean(losses)
+
+    return epoch
+
+
+def make_evaluate(loss_fn: LossFn, batch_size: int, classification: bool) -> Callable:
+    """Held-out loss (and accuracy) in minibatches, with batch-norm batch statistics as
+    the authors evaluate. Returns ``evaluate(model, x, y) -> dict``."""
+
+    def evaluate(model, x, y):
+        xb, yb = _split_batches(x, batch_size), _split_batches(y, batch_size)
+
+        def body(_, batch):
+            out = model(batch[0])
+            metrics = {"loss": loss_fn(out, batch[1])}
+            if classification:
+                metrics["accuracy"] = accuracy(out, batch[1])
+            return None, metrics
+
+        _, metrics = jax.lax.scan(body, None, (xb, yb))
+        return jax.tree.map(jnp.mean, metrics)
+
+    return evaluate
+
+
+def _stack(trees: Sequence[Any]):
+    return jax.tree.map(lambda *a: jnp.stack(a) if eqx.is_array(a[0]) else a[0], *trees)
+
+
+def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
+          epochs: int, learning_rates: float | Sequence[float] = 1.0,
+          seeds: int | Sequence[int] = 0, batch_size: int = 100, optimizer: str = "sgd",
+          loss_fn: LossFn = mse, classification: bool | None = None,
+          eval_batch_size: int | None = None, tags: dict | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train ``make_model(key)`` with ``rule`` for every (seed, learning rate) at once.
+
+    ``data``: an :class:`alignlib.data.Dataset` (``x_train, y_train, x_test, y_test``).
+    Metrics per epoch: ``train_loss`` (mean over the epoch's steps), ``heldout_loss`` and,
+    for classification, ``heldout_accuracy``, plus ``seconds`` (wall time of the epoch for
+    all runs together, compiled). Deterministic for given seeds.
+    """
+    rule = get_rule(rule)
+    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
+    lrs = [learning_rates] if isinstance(learning_rates, (int, float)) else list(learning_rates)
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    if not seeds:
+        raise ValueError("seeds must list at least one seed")
+    if not lrs or any(not np.isfinite(lr) or lr <= 0 for lr in lrs):
+        raise ValueError(f"learning_rates must be positive numbers, got {lrs}")
+    if batch_size < 1 or batch_size > len(data.x_train):
+        raise ValueError(
+            f"batch_size must be between 1 and the training-set size {len(data.x_train)}, "
+            f"got {batch_size}")
+    eval_batch_size = eval_batch_size or min(batch_size, len(data.x_test))
+    if classification is None:
+        classification = getattr(data, "labels_train", None) is not None
+
+    grid = list(itertools.product(seeds, lrs))
+    runs = pd.DataFrame({"run": range(len(grid)), "seed": [s for s, _ in grid],
+                         "lr": [lr for _, lr in grid]})
+    x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
+    x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
+
+    models, states, opt_states, keys = [], [], [], []
+    for seed, lr in grid:
+        k_model, k_rule, k_data = jax.random.split(jax.random.PRNGKey(seed), 3)
+        model = make_model(k_model)
+        models.append(model)
+        states.append(rule.init(model, x_train[:batch_size], k_rule))
+        opt = make_optimizer(optimizer, lr)
+        opt_states.append(opt.init(eqx.filter(model, eqx.is_inexact_array)))
+        keys.append(k_data)
+    model, rule_state, opt_state = _stack(models), _stack(states), _stack(opt_states)
+    initial = model
+    diverged = jnp.zeros(len(grid), bool)
+    data_keys = jnp.stack(keys)
+
+    opt = make_optimizer(optimizer, lrs[0])  # the lr itself lives in each opt_state
+    epoch_fn = eqx.filter_jit(eqx.filter_vmap(
+        make_epoch(rule, opt, loss_fn, batch_size), in_axes=(0, 0, 0, 0, 0, None, None)))
+    eval_fn = eqx.filter_jit(eqx.filter_vmap(
+        make_evaluate(loss_fn, eval_batch_size, classification), in_axes=(0, None, None)))
+
+    rows: list[dict] = []
+
+    def record(epoch: int, metrics: dict, seconds: float | None):
+        div = np.asarray(diverged)
+        for name, values in metrics.items():
+            for r, v in enumerate(np.asarray(values)):
+                rows.append({"run": r, "epoch": epoch, "metric": name, "value": float(v),
+                             "diverged": bool(div[r])})
+        if seconds is not None:
+            for r in range(len(grid)):
+                rows.append({"run": r, "epoch": epoch, "metric": "seconds",
+                             "value": seconds, "diverged": bool(div[r])})
+
+    record(0, {f"heldout_{k}": v for k, v in eval_fn(model, x_test, y_test).items()}, None)
+    bar = tqdm(range(1, epochs + 1), desc=f"{rule.name}", disable=not progress, leave=False)
+    for epoch in bar:
+        epoch_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(data_keys)
+        start = time.perf_counter()
+        model, opt_state, diverged, train_loss = epoch_fn(
+            model, rule_state, opt_state, diverged, epoch_keys, x_train, y_train)
+        train_loss.block_until_ready()
+        seconds = time.perf_counter() - start
+        heldout = eval_fn(model, x_test, y_test)
+        metrics = {"train_loss": train_loss, **{f"heldout_{k}": v for k, v in heldout.items()}}
+        record(epoch, metrics, seconds)
+        bar.set_postfix(train_loss=float(np.nanmean(np.asarray(train_loss))))
+        if bool(np.all(np.asarray(diverged))):
+            break
+
+    history = pd.DataFrame(rows).merge(runs, on="run")
+    history.insert(0, "rule", rule.name)
+    for key, value in (tags or {}).items():
+        history[key] = value
+    return TrainResult(models=model, initial=initial, runs=runs, history=history)
