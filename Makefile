@@ -1,0 +1,27 @@
+# Two entry points (see README): `make book` builds the whole book in the default (cpu)
+# profile, `make test` runs the test suite. Both create or refresh .venv first.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: book test venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[book,test]"
+	$(BIN)/python -m ipykernel install --prefix $(VENV) --name python3 --display-name "Python 3 (alignbook)" >/dev/null
+	@touch $(STAMP)
+
+book: $(STAMP)
+	$(BIN)/alignbook build --profile cpu
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf _build results
