@@ -142,10 +142,16 @@ def _align_prop_gradient(model, initial, x, y, loss_fn):
     return _feedback_gradient(model, [s.weight for s in sites(initial)], x, y, loss_fn)
 
 
+def _rule_key(key: Array, tag: str) -> Array:
+    """Decorrelate a rule's random draws from a model built with the same key: the
+    feedback weights must be independent of the forward weights even then."""
+    return jax.random.fold_in(key, sum(ord(c) << (8 * i) for i, c in enumerate(tag)))
+
+
 def _fa_init(model, x, key):
     """Fixed random feedback weights, drawn like the forward weights but independently."""
     del x
-    keys = jax.random.split(key, len(sites(model)))
+    keys = jax.random.split(_rule_key(key, "fa"), len(sites(model)))
     return tuple(s.init_std * jax.random.normal(k, s.weight.shape, s.weight.dtype)
                  for k, s in zip(keys, sites(model)))
 
@@ -176,7 +182,7 @@ def _dfa_init(model, x, key):
     n_out = sites(model)[-1].weight.shape[0]
     out_shape = jax.eval_shape(lambda m, v: m(v), model, x).shape
     lead = len(out_shape) - 1  # batch axes of the output: (batch,) or (batch, T)
-    keys = jax.random.split(key, len(sites(model)))
+    keys = jax.random.split(_rule_key(key, "dfa"), len(sites(model)))
     matrices = []
     for k, s, shape in zip(keys, sites(model), _site_input_shapes(model, x)):
         if not s.hidden_input:

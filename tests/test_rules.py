@@ -302,6 +302,17 @@ def test_align_ada_rnn_is_initial_sensitivity_times_current_input():
         assert rel_err(out, model(x)) < 1e-12
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_feedback_weights_are_independent_even_with_the_model_key(arch):
+    model, x, _, _ = make_case(arch, jax.random.PRNGKey(0))
+    key = jax.random.PRNGKey(0)
+    for b, s in zip(R.fa.init(model, x, key), R.sites(model)):
+        assert s.init_std == 0 or not jnp.allclose(b, s.weight)
+    model = al.MLP(4, 8, 2, 3, key=key)  # built with the very key the rule gets
+    for b, s in zip(R.fa.init(model, jnp.ones((2, 4)), key), R.sites(model)):
+        assert float(jnp.abs(b - s.weight).max()) > 0.1
+
+
 def test_unknown_rule_lists_valid_names():
     with pytest.raises(ValueError, match="align_ada.*align_prop"):
         R.get_rule("align-ada")
