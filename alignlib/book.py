@@ -1,0 +1,1052 @@
+"""The executable book: chapter helpers and the build pipeline behind ``alignbook``.
+
+Two halves live here.
+
+**Helpers for chapters** (used inside the notebooks; light imports):
+
+- :func:`glue_number` glues a number, already formatted, for ``{glue:text}`` in a
+  Markdown cell; :func:`glue_text` glues a string without quotes.
+- :func:`glue_figure` saves a figure into a :class:`~alignlib.results.ResultStore`
+  (PNG + PDF with provenance), glues the figure for a ``glue:figure`` directive and
+  glues a "Reproduce this figure" note (key ``<name>_note``) for ``{glue:md}``.
+- :func:`figure_note` and :func:`reproduce_command` build that note / command.
+
+**The pipeline** (used by ``alignbook``; imports papermill lazily):
+
+- a chapter is a notebook ``<file>.ipynb`` listed in ``_toc.yml``; its name is the
+  file's stem (``book/theory`` -> ``theory``);
+- its parameters are the variables of its one cell tagged ``parameters``
+  (read with :func:`papermill.inspect_notebook`); every chapter declares
+  ``profile`` (str), which the pipeline sets;
+- ``book/profiles.yml`` gives, per profile, per chapter, parameter overrides;
+- :func:`build` executes chapters with papermill into
+  ``_build/executed/<profile>/<file>.ipynb`` and renders the site with Jupyter
+  Book 1.x (warnings are errors) into ``_build/<profile>/html`` (and points the
+  link ``_build/html`` at it);
+- :func:`run_chapter` executes one chapter with extra overrides into
+  ``_build/runs/<profile>/``.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import yaml
+
+from alignlib import results as _results
+
+__all__ = [
+    # chapter helpers
+    "glue_number",
+    "glue_text",
+    "glue_figure",
+    "figure_note",
+    "reproduce_command",
+    "format_value",
+    # pipeline
+    "Book",
+    "BookError",
+    "ParameterError",
+    "ChapterFailed",
+    "SiteFailed",
+    "Parameter",
+    "ChapterRun",
+    "notebook_parameters",
+    "load_profiles",
+    "resolve_parameters",
+    "parse_cli_value",
+    "build",
+    "run_chapter",
+    "render_site",
+    "new_chapter_notebook",
+]
+
+PROFILES_FILE = Path("book") / "profiles.yml"
+KERNEL_NAME = "python3"
+#: Profile names that would collide with folders the pipeline writes into _build/.
+RESERVED_PROFILE_NAMES = {"executed", "runs", "staging", "jupyter", "html"}
+
+
+# =========================================================================
+# Chapter helpers
+# =========================================================================
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as the YAML text ``alignbook run -p NAME VALUE`` parses
+    back to the same value (``[64, 256]``, ``0.001``, ``digits``, ``'true'``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, sort_keys=True)
+    text = text.strip()
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")].strip()
+    elif text.endswith("..."):
+        text = text[:-3].strip()
+    return text
+
+
+def reproduce_command(chapter: str, profile: str, params: Mapping[str, Any]) -> str:
+    """The shell command that re-runs ``chapter`` with exactly ``params``:
+    ``alignbook run CHAPTER --profile P -p NAME VALUE ...`` (``profile`` itself,
+    if present in ``params``, is given by ``--profile``)."""
+    parts = ["alignbook", "run", chapter, "--profile", profile]
+    for name in sorted(params):
+        if name == "profile":
+            continue
+        parts += ["-p", name, shlex.quote(format_value(params[name]))]
+    return " ".join(parts)
+
+
+def figure_note(store: _results.ResultStore, name: str) -> str:
+    """Markdown text: how to reproduce figure ``name`` of ``store`` and where its
+    data and provenance are. Meant for the figure's caption (via ``{glue:md}``)."""
+    try:
+        folder = store.path.relative_to(_results.project_root())
+    except ValueError:
+        folder = store.path
+    cmd = reproduce_command(store.chapter, store.profile, store.params)
+    return (
+        f"Reproduce this figure: `{cmd}`. "
+        f"Data, figure files and provenance: `{folder.as_posix()}/` "
+        f"(`{name}.png`, `{name}.pdf`, `provenance.json`)."
+    )
+
+
+class _Formatted:
+    """A value whose text form (what ``{glue:text}`` pastes) is pre-formatted."""
+
+    def __init__(self, value: Any, text: str):
+        self.value = value
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython's text/plain
+        p.text(self.text)
+
+
+def glue_number(name: str, value: Any, fmt: str | None = None, display: bool = False) -> Any:
+    """Glue a number for use in a Markdown cell as ``{glue:text}`name```.
+
+    Arguments:
+        name: the glue key (unique within the notebook).
+        value: the number (numpy scalars and 0-d arrays are converted).
+        fmt: a format spec such as ``".3f"``, ``".1%"`` or ``".2e"``; the pasted
+            text is ``format(value, fmt)``. ``None`` pastes ``repr``.
+        display: also show the number in the notebook.
+
+    Returns ``value`` (as a Python number), so it can be used inline.
+    """
+    from myst_nb import glue
+
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    text = format(value, fmt) if fmt else repr(value)
+    glue(name, _Formatted(value, text), display=display)
+    return value
+
+
+def glue_text(name: str, text: str, display: bool = False) -> str:
+    """Glue a string for ``{glue:text}`name``` so that it is pasted as is (a
+    plain ``glue`` of a str pastes its repr, quotes included)."""
+    from myst_nb import glue
+
+    text = str(text)
+    glue(name, _Formatted(text, text), display=display)
+    return text
+
+
+def glue_figure(
+    store: _results.ResultStore,
+    name: str,
+    fig: Any,
+    *,
+    dpi: int = 150,
+    close: bool = True,
+) -> None:
+    """Save ``fig`` into ``store`` as ``<name>.png``/``.pdf`` and glue it.
+
+    Glues two keys: ``name`` (the saved PNG itself, provenance metadata included,
+    for a ``glue:figure`` directive; shown at the figure's size in inches x 100
+    pixels) and ``<name>_note`` (Markdown from :func:`figure_note`, for
+    ``{glue:md}`` in the caption). Gluing the saved file rather than the live
+    figure means the book shows exactly the file in the results folder, whatever
+    matplotlib backend the notebook uses. Closes the figure (unless
+    ``close=False``) so that the notebook does not display it a second time.
+    The files are ``store.path / f"{name}.png"`` and ``.pdf``.
+    """
+    from IPython.display import Image, Markdown
+    from myst_nb import glue
+
+    paths = store.save_figure(fig, name, dpi=dpi)
+    width = int(round(fig.get_figwidth() * 100))
+    glue(name, Image(data=paths["png"].read_bytes(), format="png", width=width), display=False)
+    glue(f"{name}_note", Markdown(figure_note(store, name)), display=False)
+    if close:
+        try:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        except Exception:  # pragma: no cover - not a pyplot figure
+            pass
+
+
+# =========================================================================
+# Pipeline: errors and data types
+# =========================================================================
+
+
+class BookError(Exception):
+    """A problem with the book's files, profiles or parameters (exit status 2)."""
+
+
+class ParameterError(BookError):
+    """A parameter override names no declared parameter or has the wrong type."""
+
+
+class ChapterFailed(BookError):
+    """A chapter's notebook raised during execution."""
+
+
+class SiteFailed(BookError):
+    """Jupyter Book failed to render the site (any Sphinx warning counts)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    """One variable of a notebook's ``parameters`` cell."""
+
+    name: str
+    default: Any  # the literal default, or the source text when not a literal
+    type: str | None  # "int", "float", "str", "bool", "list", "dict", or None (any)
+    help: str = ""
+    literal: bool = True  # whether ``default`` could be read as a Python literal
+
+    def describe(self) -> str:
+        default = format_value(self.default) if self.literal else self.default
+        kind = self.type or "any"
+        return f"{self.name} ({kind}, default {default})"
+
+
+@dataclasses.dataclass
+class ChapterRun:
+    """What happened to one chapter."""
+
+    chapter: str
+    ok: bool
+    seconds: float
+    output: Path
+    parameters: dict[str, Any]
+    error: dict[str, Any] | None = None
+    stores: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+    def failure_message(self) -> str:
+        err = self.error or {}
+        if err.get("kind") == "cell":
+            count = err.get("exec_count")
+            # In [count] is what Jupyter shows; the index counts every cell of the
+            # executed notebook, including papermill's injected-parameters cell
+            where = (f"cell [{count}]" if count is not None else "a cell") + \
+                f" (cell index {err.get('cell_index')} of the executed notebook)"
+            first = (err.get("source") or "").strip().splitlines()
+            snippet = f"\n    the cell begins: {first[0][:100]}" if first else ""
+            return (f"chapter {self.chapter!r} failed in {where}: "
+                    f"{err.get('ename')}: {err.get('evalue')}{snippet}\n"
+                    f"    executed notebook with the traceback: {self.output}")
+        return (f"chapter {self.chapter!r} failed before or outside a cell: "
+                f"{err.get('ename')}: {err.get('evalue')}")
+
+
+# =========================================================================
+# Pipeline: the book's files
+# =========================================================================
+
+
+def _toc_files(node: Any) -> list[str]:
+    """Every ``file``/``root`` entry of a _toc.yml structure, in reading order."""
+    out: list[str] = []
+    if isinstance(node, Mapping):
+        for key in ("root", "file"):
+            if isinstance(node.get(key), str):
+                out.append(node[key])
+        for key, value in node.items():
+            if key not in ("root", "file"):
+                out += _toc_files(value)
+    elif isinstance(node, list):
+        for item in node:
+            out += _toc_files(item)
+    return out
+
+
+def _strip_suffix(entry: str) -> str:
+    for suffix in (".ipynb", ".md"):
+        if entry.endswith(suffix):
+            return entry[: -len(suffix)]
+    return entry
+
+
+class Book:
+    """The book rooted at ``root`` (the folder holding ``_config.yml`` and
+    ``_toc.yml``)."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = (Path(root) if root is not None else _results.project_root()).resolve()
+        for name in ("_config.yml", "_toc.yml"):
+            if not (self.root / name).is_file():
+                raise BookError(f"{self.root} is not a book folder: {name} is missing")
+        self.toc = yaml.safe_load((self.root / "_toc.yml").read_text(encoding="utf-8"))
+        self.config = yaml.safe_load((self.root / "_config.yml").read_text(encoding="utf-8")) or {}
+        self.build_dir = self.root / "_build"
+        self._param_cache: dict[str, dict[str, Parameter]] = {}
+
+    # ---------------------------------------------------------------- toc
+    def documents(self) -> list[str]:
+        """Toc entries (without suffix), in reading order."""
+        return [_strip_suffix(f) for f in _toc_files(self.toc)]
+
+    def source(self, doc: str) -> Path:
+        """The source file of a toc entry; a clear error when it is missing."""
+        nb, md = self.root / f"{doc}.ipynb", self.root / f"{doc}.md"
+        if nb.is_file() and md.is_file():
+            raise BookError(f"_toc.yml entry {doc!r} is ambiguous: both {nb.name} and {md.name} exist")
+        if nb.is_file():
+            return nb
+        if md.is_file():
+            return md
+        raise BookError(f"_toc.yml lists {doc!r} but neither {doc}.ipynb nor {doc}.md exists in {self.root}")
+
+    def chapters(self) -> dict[str, Path]:
+        """Notebook chapters (name -> notebook path), in toc order."""
+        out: dict[str, Path] = {}
+        for doc in self.documents():
+            src = self.source(doc)
+            if src.suffix != ".ipynb":
+                continue
+            name = Path(doc).name
+            if name in out:
+                raise BookError(f"two notebook chapters are named {name!r}: {out[name]} and {src}")
+            out[name] = src
+        return out
+
+    def notebook(self, chapter: str) -> Path:
+        chapters = self.chapters()
+        if chapter not in chapters:
+            raise BookError(
+                f"unknown chapter {chapter!r}; the notebook chapters in _toc.yml are: "
+                f"{', '.join(chapters) or '(none)'}")
+        return chapters[chapter]
+
+    def parameters(self, chapter: str) -> dict[str, Parameter]:
+        if chapter not in self._param_cache:
+            self._param_cache[chapter] = notebook_parameters(self.notebook(chapter))
+        return self._param_cache[chapter]
+
+    # --------------------------------------------------------------- paths
+    def executed_path(self, profile: str, chapter: str) -> Path:
+        rel = self.notebook(chapter).relative_to(self.root)
+        return self.build_dir / "executed" / profile / rel
+
+    def html_dir(self, profile: str) -> Path:
+        return self.build_dir / profile / "html"
+
+    def profiles_path(self) -> Path:
+        return self.root / PROFILES_FILE
+
+
+# =========================================================================
+# Pipeline: parameters
+# =========================================================================
+
+_TYPE_NAMES = {"int", "float", "str", "bool", "list", "dict"}
+
+
+def _type_of(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    for t, name in ((int, "int"), (float, "float"), (str, "str"), (list, "list"),
+                    (tuple, "list"), (dict, "dict")):
+        if isinstance(value, t):
+            return name
+    return None
+
+
+def notebook_parameters(path: str | os.PathLike) -> dict[str, Parameter]:
+    """The declared parameters of a notebook (its one cell tagged
+    ``parameters``), with defaults and types. Types come from an annotation
+    (``lr: float = 1``) or else from the literal default; a non-literal or
+    ``None`` default accepts any value."""
+    import nbformat
+    import papermill as pm
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    tagged = [c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise BookError(f"{path} must have exactly one cell tagged 'parameters' (found {len(tagged)})")
+    out: dict[str, Parameter] = {}
+    for name, info in pm.inspect_notebook(str(path)).items():
+        text = info.get("default", "")
+        try:
+            default, literal = ast.literal_eval(text), True
+        except (ValueError, SyntaxError):
+            default, literal = text, False
+        annotated = (info.get("inferred_type_name") or "None").split("[")[0].strip()
+        if annotated in _TYPE_NAMES:
+            kind = annotated
+        elif literal and default is not None:
+            kind = _type_of(default)
+        else:
+            kind = None
+        if isinstance(default, tuple):
+            default = list(default)
+        out[name] = Parameter(name, default, kind, info.get("help", ""), literal)
+    return out
+
+
+def _check_value(chapter: str, param: Parameter, value: Any, source: str) -> Any:
+    """Type-check ``value`` against ``param``; return it (floats widened)."""
+
+    def bad(expected: str) -> ParameterError:
+        return ParameterError(
+            f"{source}: parameter {param.name!r} of chapter {chapter!r} expects {expected}, "
+            f"got {value!r} ({type(value).__name__}); declared as {param.describe()}")
+
+    kind = param.type
+    if kind is None:
+        return value
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise bad("a bool (true/false)")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an int")
+        return value
+    if kind == "float":
+        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise bad("a float") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a float")
+        return float(value)
+    if kind == "str":
+        if not isinstance(value, str):
+            raise bad("a str")
+        return value
+    if kind == "dict":
+        if not isinstance(value, dict):
+            raise bad("a mapping")
+        return value
+    if kind == "list":
+        if not isinstance(value, (list, tuple)):
+            raise bad("a list, e.g. \"[1, 2]\"")
+        value = list(value)
+        # a homogeneous literal default fixes the element type
+        default = param.default if param.literal and isinstance(param.default, list) else []
+        kinds = {_type_of(v) for v in default}
+        if len(kinds) == 1:
+            elem = Parameter(f"{param.name}[]", default[0], kinds.pop(), literal=True)
+            try:
+                value = [_check_value(chapter, elem, v, source) for v in value]
+            except ParameterError:
+                raise bad(f"a list of {elem.type}") from None
+        return value
+    return value  # pragma: no cover
+
+
+def parse_cli_value(raw: str, param: Parameter | None) -> Any:
+    """Parse a ``-p NAME VALUE`` value with YAML; for str parameters keep the
+    text as typed unless YAML reads it as a string too."""
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        if param is not None and param.type == "str":
+            return raw
+        raise ParameterError(f"cannot parse value {raw!r}: {exc}") from None
+    if param is not None and param.type == "str" and not isinstance(value, str):
+        return raw
+    return value
+
+
+def _unknown_names(chapter: str, names: Iterable[str], declared: Mapping[str, Parameter], source: str) -> None:
+    unknown = [n for n in names if n not in declared]
+    if unknown:
+        valid = "\n".join(f"  - {p.describe()}" for p in declared.values())
+        raise ParameterError(
+            f"{source}: chapter {chapter!r} has no parameter "
+            f"{', '.join(repr(n) for n in unknown)}. Valid names:\n{valid}")
+
+
+def load_profiles(book: Book) -> dict[str, dict[str, dict[str, Any]]]:
+    """Read and check ``book/profiles.yml``: ``profiles: {name: {description,
+    chapters: {chapter: {param: value}}}}``. Returns ``{profile: {chapter:
+    overrides}}``. Unknown chapters, unknown parameters, a wrong type or an
+    override of ``profile`` are errors."""
+    path = book.profiles_path()
+    if not path.is_file():
+        raise BookError(f"profiles file {path} is missing")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise BookError(f"{path} is not valid YAML: {exc}") from None
+    where = path.relative_to(book.root).as_posix()
+    if not isinstance(data, dict) or set(data) != {"profiles"} or not isinstance(data["profiles"], dict):
+        raise BookError(f"{where} must have a single top-level key 'profiles' mapping profile names to settings")
+    chapters = book.chapters()
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for profile, spec in data["profiles"].items():
+        if not isinstance(profile, str) or profile in RESERVED_PROFILE_NAMES or not profile.isidentifier():
+            raise BookError(f"{where}: {profile!r} is not a usable profile name "
+                            f"(identifiers only, not {sorted(RESERVED_PROFILE_NAMES)})")
+        spec = spec or {}
+        if not isinstance(spec, dict) or set(spec) - {"description", "chapters"}:
+            raise BookError(f"{where}: profile {profile!r} may only have the keys "
+                            f"'description' and 'chapters' (got {sorted(spec) if isinstance(spec, dict) else spec!r})")
+        per_chapter = spec.get("chapters") or {}
+        if not isinstance(per_chapter, dict):
+            raise BookError(f"{where}: profiles.{profile}.chapters must be a mapping chapter -> parameters")
+        out[profile] = {}
+        for chapter, overrides in per_chapter.items():
+            if chapter not in chapters:
+                raise BookError(
+                    f"{where}: profile {profile!r} sets parameters for unknown chapter {chapter!r}; "
+                    f"the notebook chapters in _toc.yml are: {', '.join(chapters) or '(none)'}")
+            overrides = overrides or {}
+            if not isinstance(overrides, dict):
+                raise BookError(f"{where}: profiles.{profile}.chapters.{chapter} must be a mapping")
+            if "profile" in overrides:
+                raise BookError(f"{where}: profiles.{profile}.chapters.{chapter} sets 'profile'; "
+                                "the pipeline sets it to the profile's name")
+            out[profile][chapter] = dict(overrides)
+    return out
+
+
+def _check_profile_chapter(book: Book, profile: str, chapter: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    declared = book.parameters(chapter)
+    source = f"{PROFILES_FILE.as_posix()} (profile {profile!r})"
+    _unknown_names(chapter, overrides, declared, source)
+    return {k: _check_value(chapter, declared[k], v, source) for k, v in overrides.items()}
+
+
+def resolve_parameters(
+    book: Book,
+    chapter: str,
+    profile: str,
+    profiles: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+    cli: Sequence[tuple[str, str]] = (),
+) -> dict[str, Any]:
+    """The parameters papermill injects into ``chapter``: ``profile``, then the
+    profile's overrides, then ``cli`` pairs (``(name, raw YAML text)``). All names
+    and types are checked against the notebook's parameters cell first."""
+    profiles = load_profiles(book) if profiles is None else profiles
+    if profile not in profiles:
+        raise BookError(f"unknown profile {profile!r}; {PROFILES_FILE.as_posix()} defines: "
+                        f"{', '.join(profiles) or '(none)'}")
+    declared = book.parameters(chapter)
+    if "profile" not in declared:
+        raise ParameterError(
+            f"chapter {chapter!r} ({book.notebook(chapter).relative_to(book.root)}) must declare "
+            "profile = \"cpu\" in its parameters cell; the pipeline sets it")
+    params: dict[str, Any] = {"profile": profile}
+    params.update(_check_profile_chapter(book, profile, chapter, profiles[profile].get(chapter, {})))
+    names = [n for n, _ in cli]
+    _unknown_names(chapter, names, declared, "command line (-p)")
+    if "profile" in names:
+        raise ParameterError("set the profile with --profile, not -p profile")
+    for name, raw in cli:
+        value = parse_cli_value(raw, declared[name])
+        params[name] = _check_value(chapter, declared[name], value, "command line (-p)")
+    return params
+
+
+# =========================================================================
+# Pipeline: execution
+# =========================================================================
+
+
+def _kernel_dir(book: Book) -> Path:
+    """A Jupyter data folder whose ``python3`` kernelspec runs *this*
+    interpreter; put first on JUPYTER_PATH so that it wins over user-level specs."""
+    data = book.build_dir / "jupyter"
+    spec_dir = data / "kernels" / KERNEL_NAME
+    spec_dir.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+        "metadata": {"debugger": True, "supported_encryption": ["curve"]},
+    }
+    text = json.dumps(spec, indent=1) + "\n"
+    target = spec_dir / "kernel.json"
+    if not target.is_file() or target.read_text() != text:
+        _results._write_text_atomic(target, text)
+    return data
+
+
+def _execute_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Run one notebook with papermill (in this process or a pool worker).
+    Writes to a temporary file; on success moves it to ``job['output']``, on
+    failure to ``<output stem>.failed.ipynb``."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+    from traitlets.config import Config
+
+    # Encrypt the kernel's ZMQ transport where jupyter_client and the kernelspec
+    # support it (jupyter_client >= 8.7); older versions ignore this setting.
+    config = Config({"KernelManager": {"transport_encryption": "auto"}})
+    os.environ.update(job["env"])
+    output = Path(job["output"])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".running-{output.name}")
+    failed = output.with_name(f"{output.stem}.failed.ipynb")
+    manifest = Path(job["env"][_results.MANIFEST_ENV])
+    manifest.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    result: dict[str, Any] = {"ok": True}
+    try:
+        pm.execute_notebook(
+            job["input"], str(tmp), parameters=job["parameters"], kernel_name=KERNEL_NAME,
+            cwd=job["cwd"], progress_bar=False, log_output=False, start_timeout=180,
+            config=config,
+        )
+    except PapermillExecutionError as exc:
+        result = {"ok": False, "error": {
+            "kind": "cell", "cell_index": exc.cell_index, "exec_count": exc.exec_count,
+            "ename": exc.ename, "evalue": exc.evalue, "source": exc.source}}
+    except Exception as exc:  # kernel died, bad notebook, ...
+        result = {"ok": False, "error": {"kind": "other", "ename": type(exc).__name__, "evalue": str(exc)}}
+    result["seconds"] = time.perf_counter() - t0
+    if result["ok"]:
+        os.replace(tmp, output)
+        failed.unlink(missing_ok=True)
+    else:
+        if tmp.exists():
+            os.replace(tmp, failed)
+        result["output"] = str(failed)
+        output.unlink(missing_ok=True)  # never render a stale notebook for a failed chapter
+    stores = []
+    if manifest.is_file():
+        seen = set()
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(Exception):
+                entry = json.loads(line)
+                if entry["path"] not in seen:
+                    seen.add(entry["path"])
+                    stores.append(entry)
+    result["stores"] = stores
+    return result
+
+
+def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompute: bool) -> dict[str, Any]:
+    nb = book.notebook(chapter)
+    env = {
+        "JUPYTER_PATH": os.pathsep.join(
+            [str(_kernel_dir(book))] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]),
+        _results.RESULTS_ENV: os.environ.get(_results.RESULTS_ENV) or str(book.root / "results"),
+        _results.MANIFEST_ENV: str(output.with_name(f".{output.stem}.stores.jsonl")),
+        _results.RECOMPUTE_ENV: "1" if recompute else os.environ.get(_results.RECOMPUTE_ENV, ""),
+        "PYTHONUNBUFFERED": "1",
+    }
+    return {"chapter": chapter, "input": str(nb), "output": str(output), "parameters": params,
+            "cwd": str(nb.parent), "env": env}
+
+
+def _run_jobs(jobs: list[dict[str, Any]], n_jobs: int, echo) -> list[ChapterRun]:
+    runs: list[ChapterRun] = []
+
+    def finish(job, res):
+        run = ChapterRun(job["chapter"], res["ok"], res["seconds"], Path(res.get("output", job["output"])),
+                         job["parameters"], res.get("error"), res.get("stores", []))
+        runs.append(run)
+        status = "ok" if run.ok else "FAILED"
+        echo(f"  {run.chapter:<16} {status:<6} {run.seconds:8.1f} s")
+        return run
+
+    if n_jobs <= 1 or len(jobs) <= 1:
+        saved = dict(os.environ)
+        try:
+            for job in jobs:
+                echo(f"  {job['chapter']:<16} running ...")
+                finish(job, _execute_job(job))
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    else:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        if "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ:
+            # several JAX processes share one accelerator: do not let each grab 75%
+            for job in jobs:
+                job["env"]["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+        with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_execute_job, job): job for job in jobs}
+            for fut in cf.as_completed(futures):
+                finish(futures[fut], fut.result())
+    order = {job["chapter"]: i for i, job in enumerate(jobs)}
+    runs.sort(key=lambda r: order[r.chapter])
+    return runs
+
+
+def _select_chapters(book: Book, chapters: Sequence[str] | None) -> list[str]:
+    available = book.chapters()
+    if not chapters:
+        return list(available)
+    unknown = [c for c in chapters if c not in available]
+    if unknown:
+        raise BookError(f"unknown chapter(s) {', '.join(map(repr, unknown))}; the notebook chapters in "
+                        f"_toc.yml are: {', '.join(available) or '(none)'}")
+    return [c for c in available if c in chapters]  # toc order
+
+
+def run_chapter(
+    book: Book,
+    chapter: str,
+    profile: str = "cpu",
+    overrides: Sequence[tuple[str, str]] = (),
+    recompute: bool = False,
+    echo=print,
+) -> ChapterRun:
+    """Execute one chapter with CLI ``overrides`` (``(name, raw YAML)`` pairs)
+    into ``_build/runs/<profile>/<chapter>[-<hash>].ipynb``. Parameters are
+    checked before anything runs. Raises :class:`ChapterFailed` on failure."""
+    for doc in book.documents():
+        book.source(doc)
+    params = resolve_parameters(book, chapter, profile, cli=overrides)
+    suffix = f"-{_results.params_hash(params, 8)}" if overrides else ""
+    output = book.build_dir / "runs" / profile / f"{chapter}{suffix}.ipynb"
+    echo(f"Running chapter {chapter!r} with profile {profile!r}: "
+         + ", ".join(f"{k}={format_value(v)}" for k, v in params.items()))
+    (run,) = _run_jobs([_job(book, chapter, params, output, recompute)], 1, echo)
+    if not run.ok:
+        raise ChapterFailed(run.failure_message())
+    return run
+
+
+# =========================================================================
+# Pipeline: rendering
+# =========================================================================
+
+_IGNORE = shutil.ignore_patterns("results", "_build", ".ipynb_checkpoints", "__pycache__", "*.pyc",
+                                 ".running-*", "*.failed.ipynb")
+
+
+def _filter_toc(node: Any, drop: set[str]) -> Any:
+    """Remove toc entries whose file is in ``drop`` (and parts left empty)."""
+    if isinstance(node, list):
+        items = [_filter_toc(x, drop) for x in node]
+        return [x for x in items if x is not None]
+    if isinstance(node, dict):
+        if isinstance(node.get("file"), str) and _strip_suffix(node["file"]) in drop:
+            return None
+        out = {}
+        for k, v in node.items():
+            fv = _filter_toc(v, drop)
+            if isinstance(v, list) and k in ("chapters", "sections", "parts") and not fv:
+                if k == "chapters" and "root" not in node:
+                    return None  # a part left without chapters
+                continue
+            out[k] = fv
+        return out
+    return node
+
+
+#: Where the site loads MathJax from when a local copy is available (relative to _static).
+MATHJAX_PATH = "mathjax/tex-mml-chtml.js"
+#: Staging folder copied verbatim into the site root (Sphinx ``html_extra_path``).
+MATHJAX_EXTRA = "_alignbook_extra"
+_MATHJAX_PARTS = ("tex-mml-chtml.js", "a11y", "ui", "input", "adaptors", "sre",
+                  "output/chtml.js", "output/chtml")
+
+
+def _mathjax_source() -> Path | None:
+    """MathJax 3's ``es5`` folder from the ``mathjax`` package installed by
+    django-static-mathjax (a plain copy of MathJax 3.2; Django is not needed)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("mathjax")
+    for loc in (spec.submodule_search_locations or []) if spec else []:
+        es5 = Path(loc) / "static" / "mathjax" / "es5"
+        if (es5 / "tex-mml-chtml.js").is_file():
+            return es5
+    return None
+
+
+def _vendor_mathjax(staging: Path) -> bool:
+    """Copy MathJax into the staging tree so the site renders math offline.
+    Not under ``_static``: Jupyter Book would add every .js file found there to
+    every page. Returns False when no local MathJax is installed."""
+    es5 = _mathjax_source()
+    if es5 is None:
+        return False
+    target = staging / MATHJAX_EXTRA / "_static" / Path(MATHJAX_PATH).parent
+    for part in _MATHJAX_PARTS:
+        src, dst = es5 / part, target / part
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        elif src.is_file():
+            shutil.copy2(src, dst)
+    return True
+
+
+def render_site(book: Book, profile: str, echo=print) -> Path:
+    """Render the site from ``_build/executed/<profile>`` with Jupyter Book
+    (``-W --keep-going``: any Sphinx warning fails the build). Chapters with no
+    executed notebook are left out of the rendered table of contents (with a
+    message). Returns the HTML folder ``_build/<profile>/html``."""
+    staging = book.build_dir / "staging" / profile
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    top = sorted({Path(doc).parts[0] for doc in book.documents() if len(Path(doc).parts) > 1})
+    for name in top:
+        shutil.copytree(book.root / name, staging / name, ignore=_IGNORE)
+    for doc in book.documents():  # top-level pages
+        if len(Path(doc).parts) == 1:
+            src = book.source(doc)
+            shutil.copy2(src, staging / src.name)
+    missing = []
+    for chapter, nb in book.chapters().items():
+        executed = book.executed_path(profile, chapter)
+        target = staging / nb.relative_to(book.root)
+        if executed.is_file():
+            shutil.copy2(executed, target)
+        else:
+            target.unlink(missing_ok=True)
+            missing.append(_strip_suffix(nb.relative_to(book.root).as_posix()))
+    config = dict(book.config)
+    if _vendor_mathjax(staging):
+        sphinx_cfg = dict(config.get("sphinx") or {})
+        sphinx_cfg["config"] = {**(sphinx_cfg.get("config") or {}),
+                                "mathjax_path": MATHJAX_PATH,
+                                "html_extra_path": [MATHJAX_EXTRA]}
+        config["sphinx"] = sphinx_cfg
+        config["exclude_patterns"] = list(config.get("exclude_patterns") or []) + [MATHJAX_EXTRA]
+    else:
+        echo("  note: MathJax is loaded from its CDN (install django-static-mathjax for an offline site)")
+    (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
+                                         encoding="utf-8")
+    toc = book.toc
+    if missing:
+        echo("  not executed for this profile, left out of the site: " + ", ".join(missing))
+        toc = _filter_toc(toc, set(missing))
+    (staging / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")
+
+    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
+           "build", str(staging), "--all", "-W", "--keep-going", "--builder", "html"]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=staging)
+    seconds = time.perf_counter() - t0
+    log = book.build_dir / profile / "jupyter-book.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text(proc.stdout + "\n" + proc.stderr, encoding="utf-8")
+    if proc.returncode != 0:
+        problems = [line for line in (proc.stdout + proc.stderr).splitlines()
+                    if "WARNING" in line or "ERROR" in line or "Error" in line]
+        detail = "\n".join(problems[-40:]) or (proc.stdout + proc.stderr)[-4000:]
+        raise SiteFailed(f"Jupyter Book failed (warnings are errors); full log: {log}\n{detail}")
+    html = book.html_dir(profile)
+    if html.exists():
+        shutil.rmtree(html)
+    shutil.move(str(staging / "_build" / "html"), str(html))
+    echo(f"  {'site':<16} {'ok':<6} {seconds:8.1f} s  -> {html}")
+    _link_latest(book, profile, echo)
+    return html
+
+
+def _link_latest(book: Book, profile: str, echo=print) -> None:
+    """Point ``_build/html`` (a symbolic link) at the site built last, so that
+    ``_build/html/index.html`` always opens the latest build. Leaves a real
+    ``_build/html`` folder (e.g. from a plain ``jupyter-book build``) alone."""
+    link = book.build_dir / "html"
+    target = Path(profile) / "html"
+    try:
+        if link.is_symlink():
+            link.unlink()
+        elif link.exists():
+            echo(f"  note: {link} is not a link made by alignbook; left as it is")
+            return
+        link.symlink_to(target, target_is_directory=True)
+    except OSError as exc:  # e.g. no symlinks on this filesystem
+        echo(f"  note: could not link {link} -> {target}: {exc}")
+
+
+def build(
+    book: Book,
+    profile: str = "cpu",
+    chapters: Sequence[str] | None = None,
+    jobs: int = 1,
+    recompute: bool = False,
+    site: bool = True,
+    echo=print,
+) -> tuple[list[ChapterRun], Path | None]:
+    """Execute the chapters (all notebook chapters in _toc.yml, or ``chapters``)
+    with ``profile``'s parameters, then render the site. Every chapter's
+    parameters are checked before any runs. Raises :class:`ChapterFailed` when
+    a chapter fails (the others still run; the site is not rendered)."""
+    for doc in book.documents():
+        book.source(doc)  # every toc entry exists
+    profiles = load_profiles(book)
+    selected = _select_chapters(book, chapters)
+    if profile not in profiles:
+        raise BookError(f"unknown profile {profile!r}; {PROFILES_FILE.as_posix()} defines: "
+                        f"{', '.join(profiles) or '(none)'}")
+    # check every chapter in the profile, not only the selected ones
+    for chapter in profiles[profile]:
+        _check_profile_chapter(book, profile, chapter, profiles[profile][chapter])
+    params = {c: resolve_parameters(book, c, profile, profiles) for c in selected}
+    echo(f"Executing {len(selected)} chapter(s) with profile {profile!r}"
+         + (f" ({jobs} at a time)" if jobs > 1 and len(selected) > 1 else ""))
+    t0 = time.perf_counter()
+    job_list = [_job(book, c, params[c], book.executed_path(profile, c), recompute) for c in selected]
+    runs = _run_jobs(job_list, jobs, echo)
+    timings = {r.chapter: {"seconds": round(r.seconds, 3), "ok": r.ok} for r in runs}
+    (book.build_dir / "executed" / profile).mkdir(parents=True, exist_ok=True)
+    _results._write_text_atomic(book.build_dir / "executed" / profile / "timings.json",
+                                json.dumps(timings, indent=2) + "\n")
+    failed = [r for r in runs if not r.ok]
+    if failed:
+        raise ChapterFailed("\n".join(r.failure_message() for r in failed))
+    echo(f"  {'(chapters)':<16} {'':<6} {time.perf_counter() - t0:8.1f} s")
+    html = render_site(book, profile, echo) if site else None
+    return runs, html
+
+
+# =========================================================================
+# A new chapter
+# =========================================================================
+
+_TEMPLATE_CELLS: list[tuple[str, list[str], str]] = [
+    ("markdown", [], """\
+# {title}
+
+What this chapter shows, in two or three sentences, and which claim of the paper it
+checks. What it needs: the profile it was published with and how long it takes."""),
+    ("code", ["parameters"], """\
+profile = "cpu"  # set by alignbook: tiny, cpu or gpu (book/profiles.yml)
+widths = [8, 16, 32, 64]  # hidden-layer widths
+lr = 1.0  # learning rate
+seed = 0  # random seed"""),
+    ("code", [], """\
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from alignlib.book import glue_figure, glue_number, glue_text
+from alignlib.results import ResultStore
+
+# every parameter that changes a number, i.e. all of them except `profile`
+store = ResultStore("{chapter}", profile, dict(widths=widths, lr=lr, seed=seed))
+glue_text("profile", profile)"""),
+    ("code", [], """\
+def run_width_sweep() -> pd.DataFrame:
+    \"\"\"One row per (experiment, rule, width, lr, seed, epoch, metric).\"\"\"
+    rng = np.random.default_rng(seed)
+    rows = []
+    for width in widths:
+        value = width ** -0.5 * (1 + 0.05 * rng.normal())  # replace with a call into alignlib
+        rows.append(dict(experiment="width_sweep", rule="backprop", width=width, lr=lr,
+                         seed=seed, epoch=0, metric="relative_weight_change", value=value))
+    return pd.DataFrame(rows)
+
+
+sweep = store.cached("width_sweep", run_width_sweep)  # reused when these parameters ran before
+sweep.head()"""),
+    ("code", [], """\
+slope = np.polyfit(np.log(sweep.width), np.log(sweep.value), 1)[0]
+glue_number("width_sweep_slope", slope, ".2f")
+
+fig, ax = plt.subplots(figsize=(5, 3.5))
+ax.loglog(sweep.width, sweep.value, "o-", label="backprop")
+ax.set_xlabel("width $n$")
+ax.set_ylabel("relative weight change")
+ax.legend()
+glue_figure(store, "width_sweep", fig)  # saves PNG + PDF with provenance, glues both keys"""),
+    ("markdown", [], """\
+The relative weight change falls with width with a fitted slope of
+{{glue:text}}`width_sweep_slope` on log-log axes ({{numref}}`fig-{chapter}-width-sweep`).
+
+:::{{glue:figure}} width_sweep
+:name: fig-{chapter}-width-sweep
+:alt: Relative weight change against width, log-log axes
+
+Relative weight change against width. {{glue:md}}`width_sweep_note`
+:::"""),
+    ("markdown", [], """\
+## Summary
+
+What the chapter found, in a few sentences, with the glued numbers. This page was
+built with the {{glue:text}}`profile` profile."""),
+]
+
+
+def new_chapter_notebook(path: str | os.PathLike, chapter: str, title: str) -> Path:
+    """Write a chapter notebook from the template: title cell, ``parameters``
+    cell (with ``profile``), a ResultStore, a cached tidy table, a glued number,
+    a glued figure with label, alt text, caption and reproduce note, and a summary.
+    Refuses to overwrite an existing file."""
+    import nbformat
+
+    path = Path(path)
+    if path.exists():
+        raise BookError(f"{path} exists; not overwriting it")
+    if not chapter.isidentifier():
+        raise BookError(f"chapter names must be identifiers (letters, digits, _), got {chapter!r}")
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
+                              "language": "python"}
+    nb.metadata.language_info = {"name": "python"}
+    for kind, tags, text in _TEMPLATE_CELLS:
+        source = text.format(title=title, chapter=chapter)
+        cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
+        if tags:
+            cell.metadata.tags = list(tags)
+        nb.cells.append(cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+# =========================================================================
+# Sphinx extension (listed in _config.yml under sphinx.extra_extensions)
+# =========================================================================
+
+
+def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
+    """Drop repeated inline ``<script>`` blocks. sphinx-thebe 0.3 registers its
+    configuration script (``const THEBE_JS_URL = ...``) after the builder has
+    started, so Sphinx 7 emits it twice and the browser raises "Identifier
+    'THEBE_JS_URL' has already been declared" on every page."""
+    scripts = context.get("script_files")
+    if not isinstance(scripts, list):
+        return
+    seen, kept = set(), []
+    for js in scripts:
+        attributes = getattr(js, "attributes", {}) or {}
+        key = (os.fspath(getattr(js, "filename", None) or ""),
+               tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key in seen:
+            continue
+        seen.add(key)
+        kept.append(js)
+    context["script_files"] = kept
+
+
+def setup(app) -> dict[str, Any]:
+    """Sphinx entry point: small fixes to the rendered pages."""
+    app.connect("html-page-context", _dedupe_scripts)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
