@@ -23,9 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
-from alignlib.rules import LearningRule, LossFn, get_rule, mse
+from alignlib.rules import LearningRule, LossFn, align_zero, get_rule, mse
 
 Array = jax.Array
 
@@ -37,13 +37,16 @@ class TrainResult:
     ``models``: the trained networks, stacked along a leading axis (one per run, in the
     order of ``runs``); ``initial``: the networks at initialisation, stacked the same way;
     ``runs``: a DataFrame with columns ``run, seed, lr``; ``history``: tidy DataFrame with
-    columns ``run, seed, lr, epoch, metric, value, diverged`` (+ any ``tags``).
+    columns ``run, seed, lr, epoch, metric, value, diverged`` (+ any ``tags``);
+    ``predicted``: with ``predict=True``, the accumulated ``dW_pred`` (parameters pytree,
+    stacked like ``models``), else ``None``.
     """
 
     models: Any
     initial: Any
     runs: pd.DataFrame
     history: pd.DataFrame
+    predicted: Any = None
 
     def model(self, run: int = 0):
         """The trained network of one run (unstacked)."""
@@ -80,16 +83,19 @@ def _select(keep_new: Array, new, old):
 
 
 def make_epoch(rule: LearningRule, optimizer: optax.GradientTransformation,
-               loss_fn: LossFn, batch_size: int) -> Callable:
+               loss_fn: LossFn, batch_size: int, predict: bool = False) -> Callable:
     """One epoch for one run: shuffle with ``key``, then scan SGD steps over minibatches.
 
-    Returns ``epoch(model, rule_state, opt_state, diverged, key, x, y) ->
-    (model, opt_state, diverged, mean_train_loss)``.
+    Returns ``epoch(model, rule_state, opt_state, diverged, key, x, y, initial, predicted)
+    -> (model, opt_state, diverged, predicted, mean_train_loss)``. With ``predict=True``
+    (plain SGD only) every step also adds ``- lr * g_align_zero`` to ``predicted``: the
+    paper's prediction ``dW_pred`` of the weight change, from the same errors
+    (REFERENCE.md 1.2). Otherwise ``initial`` and ``predicted`` pass through untouched.
     """
 
     def step(carry, batch):
-        model, opt_state, diverged = carry
-        rule_state, xb, yb = batch
+        model, opt_state, diverged, predicted = carry
+        rule_state, initial, xb, yb = batch
         loss, grads = rule.gradient(model, rule_state, xb, yb, loss_fn)
         params = eqx.filter(model, eqx.is_inexact_array)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
@@ -97,21 +103,26 @@ def make_epoch(rule: LearningRule, optimizer: optax.GradientTransformation,
         finite = jnp.isfinite(loss) & jnp.all(jnp.asarray(
             [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(eqx.filter(new_model, eqx.is_array))]))
         ok = finite & ~diverged
+        if predict:
+            _, g0 = align_zero.gradient(model, initial, xb, yb, loss_fn)
+            lr = opt_state.hyperparams["learning_rate"]
+            predicted = _select(ok, jax.tree.map(lambda p, g: p - lr * g, predicted, g0),
+                                predicted)
         model = _select(ok, new_model, model)
         opt_state = _select(ok, new_opt_state, opt_state)
-        return (model, opt_state, diverged | ~finite), jnp.where(ok, loss, jnp.nan)
+        return (model, opt_state, diverged | ~finite, predicted), jnp.where(ok, loss, jnp.nan)
 
-    def epoch(model, rule_state, opt_state, diverged, key, x, y):
+    def epoch(model, rule_state, opt_state, diverged, key, x, y, initial, predicted):
         perm = jax.random.permutation(key, x.shape[0])
         xb, yb = _split_batches(x, batch_size, perm), _split_batches(y, batch_size, perm)
 
         def body(carry, batch):
             xi, yi = batch
-            return step(carry, (rule_state, xi, yi))
+            return step(carry, (rule_state, initial, xi, yi))
 
-        (model, opt_state, diverged), losses = jax.lax.scan(
-            body, (model, opt_state, diverged), (xb, yb))
-        return model, opt_state, diverged, jnp.mean(losses)
+        (model, opt_state, diverged, predicted), losses = jax.lax.scan(
+            body, (model, opt_state, diverged, predicted), (xb, yb))
+        return model, opt_state, diverged, predicted, jnp.mean(losses)
 
     return epoch
 
@@ -145,13 +156,19 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
           seeds: int | Sequence[int] = 0, batch_size: int = 100, optimizer: str = "sgd",
           loss_fn: LossFn = mse, classification: bool | None = None,
           eval_batch_size: int | None = None, tags: dict | None = None,
+          predict: bool = False, epoch_metrics: Callable | None = None,
           progress: bool = True) -> TrainResult:
     """Train ``make_model(key)`` with ``rule`` for every (seed, learning rate) at once.
 
     ``data``: an :class:`alignlib.data.Dataset` (``x_train, y_train, x_test, y_test``).
     Metrics per epoch: ``train_loss`` (mean over the epoch's steps), ``heldout_loss`` and,
     for classification, ``heldout_accuracy``, plus ``seconds`` (wall time of the epoch for
-    all runs together, compiled). Deterministic for given seeds.
+    all runs together; epoch 1 includes compilation). Deterministic for given seeds.
+
+    ``predict=True`` (SGD only) accumulates the paper's prediction ``dW_pred`` beside
+    training (see :func:`make_epoch`). ``epoch_metrics(models, initial, predicted) ->
+    {name: per-run values}`` is called on the stacked runs after every epoch (and at
+    epoch 0); its metrics join the history (e.g. alignment scores per layer and epoch).
     """
     rule = get_rule(rule)
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
@@ -167,6 +184,8 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
             f"batch_size must be between 1 and the training-set size {len(data.x_train)}, "
             f"got {batch_size}")
     eval_batch_size = eval_batch_size or min(batch_size, len(data.x_test))
+    if predict and optimizer != "sgd":
+        raise ValueError("predict=True needs optimizer='sgd': dW_pred is a sum of SGD steps")
     if classification is None:
         classification = getattr(data, "labels_train", None) is not None
 
@@ -190,9 +209,12 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     diverged = jnp.zeros(len(grid), bool)
     data_keys = jnp.stack(keys)
 
+    predicted = (jax.tree.map(jnp.zeros_like, eqx.filter(model, eqx.is_inexact_array))
+                 if predict else None)
     opt = make_optimizer(optimizer, lrs[0])  # the lr itself lives in each opt_state
     epoch_fn = eqx.filter_jit(eqx.filter_vmap(
-        make_epoch(rule, opt, loss_fn, batch_size), in_axes=(0, 0, 0, 0, 0, None, None)))
+        make_epoch(rule, opt, loss_fn, batch_size, predict),
+        in_axes=(0, 0, 0, 0, 0, None, None, 0, 0)))
     eval_fn = eqx.filter_jit(eqx.filter_vmap(
         make_evaluate(loss_fn, eval_batch_size, classification), in_axes=(0, None, None)))
 
@@ -209,17 +231,23 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
                 rows.append({"run": r, "epoch": epoch, "metric": "seconds",
                              "value": seconds, "diverged": bool(div[r])})
 
-    record(0, {f"heldout_{k}": v for k, v in eval_fn(model, x_test, y_test).items()}, None)
-    bar = tqdm(range(1, epochs + 1), desc=f"{rule.name}", disable=not progress, leave=False)
+    def extra_metrics():
+        return {} if epoch_metrics is None else epoch_metrics(model, initial, predicted)
+
+    record(0, {**{f"heldout_{k}": v for k, v in eval_fn(model, x_test, y_test).items()},
+               **extra_metrics()}, None)
+    bar = tqdm(range(1, epochs + 1), desc=f"{rule.name}", disable=None if progress else True, leave=False)
     for epoch in bar:
         epoch_keys = jax.vmap(lambda k: jax.random.fold_in(k, epoch))(data_keys)
         start = time.perf_counter()
-        model, opt_state, diverged, train_loss = epoch_fn(
-            model, rule_state, opt_state, diverged, epoch_keys, x_train, y_train)
+        model, opt_state, diverged, predicted, train_loss = epoch_fn(
+            model, rule_state, opt_state, diverged, epoch_keys, x_train, y_train,
+            initial if predict else None, predicted)
         train_loss.block_until_ready()
         seconds = time.perf_counter() - start
         heldout = eval_fn(model, x_test, y_test)
-        metrics = {"train_loss": train_loss, **{f"heldout_{k}": v for k, v in heldout.items()}}
+        metrics = {"train_loss": train_loss, **{f"heldout_{k}": v for k, v in heldout.items()},
+                   **extra_metrics()}
         record(epoch, metrics, seconds)
         bar.set_postfix(train_loss=float(np.nanmean(np.asarray(train_loss))))
         if bool(np.all(np.asarray(diverged))):
@@ -229,4 +257,5 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     history.insert(0, "rule", rule.name)
     for key, value in (tags or {}).items():
         history[key] = value
-    return TrainResult(models=model, initial=initial, runs=runs, history=history)
+    return TrainResult(models=model, initial=initial, runs=runs, history=history,
+                       predicted=predicted)

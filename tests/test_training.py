@@ -106,3 +106,35 @@ def test_rnn_trains_on_add_task():
     assert "heldout_accuracy" not in set(h.metric)
     loss = h.query("metric == 'heldout_loss'").value.to_numpy()
     assert loss[-1] < loss[0]
+
+
+def test_predicted_weight_change_accumulates_align_zero_steps(digits):
+    """One SGD step from W(0): the prediction equals the actual change exactly; over many
+    steps it differs (finite width), and epoch_metrics sees both every epoch."""
+    from alignlib.data import Dataset
+
+    small = Dataset(name="digits-100", x_train=digits.x_train[:100], y_train=digits.y_train[:100],
+                    x_test=digits.x_test, y_test=digits.y_test,
+                    labels_train=digits.labels_train[:100], labels_test=digits.labels_test,
+                    n_outputs=10)
+    seen = []
+
+    def metrics(models, initial, predicted):
+        change = models.layers[0].weight - initial.layers[0].weight
+        err = (np.linalg.norm(np.asarray(change - predicted.layers[0].weight), axis=(1, 2))
+               / np.maximum(np.linalg.norm(np.asarray(change), axis=(1, 2)), 1e-30))
+        seen.append(err)
+        return {"prediction_error_layer1": err}
+
+    one = al.train(small_mlp, "backprop", small, epochs=1, batch_size=100, learning_rates=2.0,
+                   seeds=[0, 1], predict=True, epoch_metrics=metrics, progress=False)
+    assert np.all(seen[-1] < 1e-4)  # float32: (W0 + dW) - W0 rounds at ~1e-6 relative
+    assert "prediction_error_layer1" in set(one.history.metric)
+    many = al.train(small_mlp, "backprop", small, epochs=5, batch_size=20, learning_rates=2.0,
+                    predict=True, progress=False)
+    dw = many.models.layers[0].weight - many.initial.layers[0].weight
+    rel = float(np.linalg.norm(dw - many.predicted.layers[0].weight) / np.linalg.norm(dw))
+    assert 1e-4 < rel < 1.0
+    with pytest.raises(ValueError, match="predict"):
+        al.train(small_mlp, "backprop", small, epochs=1, optimizer="adam", predict=True,
+                 learning_rates=1e-3, progress=False)
