@@ -6,6 +6,8 @@ Usage::
     alignbook run CHAPTER [--profile cpu] [-p NAME VALUE ...] [--recompute]
     alignbook params [CHAPTER] [--profile cpu]
     alignbook new CHAPTER [--title TITLE]
+    alignbook bench [--models mlp,conv,rnn] [--widths 256,1024 | --widths mlp=256,1024 ...]
+                    [--rules backprop,align_zero,...] [--repeats 20] [--out DIR]
 
 Run it from the book's folder (the one with ``_toc.yml``) or below it, or give
 ``--root``. Exit status: 0 success, 1 a chapter or the site build failed,
@@ -74,7 +76,92 @@ def _parser() -> argparse.ArgumentParser:
     p_params = sub.add_parser("params", parents=[common], help="list chapters, their parameters and a profile's values")
     p_params.add_argument("chapter", nargs="?", default=None)
     p_params.add_argument("--profile", default="cpu")
+
+    p_bench = sub.add_parser(
+        "bench", parents=[common], help="time one compiled training step of every rule against backprop",
+        description="Time one compiled SGD step of each learning rule relative to backprop on the "
+                    "same model, batch and device; write the tidy table (CSV), a figure and the "
+                    "settings to --out.")
+    p_bench.add_argument("--models", default="mlp,conv,rnn",
+                         help="comma-separated model kinds: mlp, conv, rnn (default: all three)")
+    p_bench.add_argument("--widths", action="append", default=[], metavar="[MODEL=]W1,W2",
+                         help="widths for every model (256,1024) or for one (mlp=256,1024); may repeat. "
+                              f"Defaults: {', '.join(f'{k}={_fmt_widths(v)}' for k, v in _BENCH_WIDTHS.items())}")
+    p_bench.add_argument("--rules", default=None,
+                         help="comma-separated rules (default: all; backprop is always timed)")
+    p_bench.add_argument("--batch-size", type=int, default=None,
+                         help="batch size (default: 100 for mlp and conv, 50 for rnn)")
+    p_bench.add_argument("--repeats", type=int, default=20, help="timed steps per rule (default: 20)")
+    p_bench.add_argument("--warmup", type=int, default=3, help="untimed steps per rule first (default: 3)")
+    p_bench.add_argument("--out", type=Path, default=None,
+                         help="output folder (default: results/bench in the book folder)")
     return parser
+
+
+_BENCH_WIDTHS = {"mlp": [256, 1024], "conv": [32, 64], "rnn": [64, 256]}
+
+
+def _fmt_widths(widths) -> str:
+    return ",".join(str(w) for w in widths)
+
+
+def _bench_widths(models: list[str], specs: list[str]) -> dict[str, list[int]]:
+    widths = {m: list(_BENCH_WIDTHS.get(m, [])) for m in models}
+    for spec in specs:
+        target, sep, values = spec.rpartition("=")
+        kinds = [target.strip()] if sep else models
+        try:
+            parsed = [int(v) for v in values.split(",") if v.strip()]
+        except ValueError:
+            raise _book.BookError(f"--widths {spec!r}: widths must be integers, e.g. 256,1024") from None
+        if not parsed or any(w < 1 for w in parsed):
+            raise _book.BookError(f"--widths {spec!r}: give positive integer widths, e.g. 256,1024")
+        for kind in kinds:
+            if kind not in widths:
+                raise _book.BookError(f"--widths {spec!r}: {kind!r} is not one of --models {','.join(models)}")
+            widths[kind] = parsed
+    return widths
+
+
+def _cmd_bench(args) -> int:
+    from alignlib import bench as _bench
+    from alignlib.rules import RULES
+
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    bad = [m for m in models if m not in _bench.BENCH_MODELS]
+    if not models or bad:
+        raise _book.BookError(f"--models: unknown model(s) {bad or models}; choose from "
+                              f"{', '.join(_bench.BENCH_MODELS)}")
+    widths = _bench_widths(models, args.widths)
+    rules = [r.strip() for r in args.rules.split(",") if r.strip()] if args.rules else list(RULES)
+    unknown = [r for r in rules if r not in RULES]
+    if not rules or unknown:
+        raise _book.BookError(f"--rules: unknown rule(s) {unknown or rules}; choose from {', '.join(RULES)}")
+    if args.repeats < 1 or args.warmup < 0:
+        raise _book.BookError("--repeats must be at least 1 and --warmup at least 0")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise _book.BookError("--batch-size must be at least 1")
+    root = getattr(args, "root", None)
+    out = args.out if args.out is not None else (root or _results.project_root()) / "results" / "bench"
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    t0 = time.perf_counter()
+    tidy = _bench.benchmark_rules(widths, rules, batch_size=args.batch_size, warmup=args.warmup,
+                                  repeats=args.repeats, progress=True)
+    settings = {"models": widths, "rules": rules, "batch_size": args.batch_size,
+                "warmup": args.warmup, "repeats": args.repeats}
+    paths = _bench.save_benchmark(tidy, out, settings=settings)
+    table = _bench.cost_table(tidy, ["median_s", "ratio_to_backprop", "flops_ratio", "dot_ops", "conv_ops"])
+    import pandas as pd
+
+    with pd.option_context("display.width", 120, "display.max_rows", 500):
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(f"Done in {time.perf_counter() - t0:.1f} s.")
+    for kind in ("csv", "png", "pdf", "json"):
+        print(f"  {kind}: {paths[kind]}")
+    return 0
 
 
 def _print_stores(run: _book.ChapterRun, root: Path) -> None:
@@ -149,6 +236,12 @@ def _cmd_new(args, book: _book.Book) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "bench":  # needs no book folder
+        try:
+            return _cmd_bench(args)
+        except _book.BookError as exc:
+            print(f"alignbook: error: {exc}", file=sys.stderr)
+            return 2
     try:
         book = _book.Book(args.root if args.root is not None else _results.project_root())
         handler = {"build": _cmd_build, "run": _cmd_run, "params": _cmd_params,
