@@ -103,7 +103,8 @@ def reproduce_command(chapter: str, profile: str, params: Mapping[str, Any]) -> 
     for name in sorted(params):
         if name == "profile":
             continue
-        parts += ["-p", name, shlex.quote(format_value(params[name]))]
+        value = params[name]
+        parts += ["-p", name, "''" if value == "" else shlex.quote(format_value(value))]
     return " ".join(parts)
 
 
@@ -129,11 +130,14 @@ class _Formatted:
         self.value = value
         self.text = text
 
+    # myst-nb's {glue:text} passes text/plain through ast.literal_eval to strip quotes,
+    # so the plain text is the *repr* of the string: "1,500" must not become (1, 500)
+    # nor "+0.43" lose its sign.
     def __repr__(self) -> str:
-        return self.text
+        return repr(self.text)
 
     def _repr_pretty_(self, p, cycle) -> None:  # IPython's text/plain
-        p.text(self.text)
+        p.text(repr(self.text))
 
 
 def glue_number(name: str, value: Any, fmt: str | None = None, display: bool = False) -> Any:

@@ -585,3 +585,13 @@ def test_build_renders_the_site_without_warnings(mini, results_root, capfd):
     intro = (html / "book" / "intro.html").read_text()
     assert "Neural tangent kernel" in (html / "book" / "references.html").read_text()
     assert 'href="references.html#' in intro and "Jacot <em>et al.</em>, 2018" in intro  # author-year
+
+
+def test_glued_text_survives_myst_nb_literal_eval():
+    """{glue:text} runs ast.literal_eval on text/plain: formatted numbers must come back
+    exactly as formatted (no tuple from a thousands separator, no lost sign)."""
+    from myst_nb.core.variables import format_plain_text
+
+    for text in ["1,500", "+0.43", "0.530", "-1.2e-05", "cpu", "[64, 256]"]:
+        assert format_plain_text(repr(B._Formatted(None, text)), "") == text
+    assert B.reproduce_command("x", "cpu", {"a": ""}).endswith("-p a ''")
