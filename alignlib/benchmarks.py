@@ -1,0 +1,680 @@
+"""The benchmark experiments of the book: accuracy against width, learning rate and
+training-set size for every learning rule, with seeds, intervals and timing.
+
+Each sweep trains, for every (rule, width) or (rule, training-set size), all seeds and
+learning rates of that point in *one* call of :func:`alignlib.training.train`, i.e. one
+compiled, ``vmap``-ed program, and returns the concatenated training histories as one
+tidy :class:`pandas.DataFrame` with one row per
+
+    (experiment, dataset, arch, optimizer, parameterization, n_train, rule, width, lr,
+     seed, epoch, metric)
+
+and the columns ``value``, ``diverged``, ``batch_size`` and ``runs_in_call``. Metrics are
+those of :func:`~alignlib.training.train`: ``train_loss``, ``heldout_loss``,
+``heldout_accuracy`` and ``seconds`` (wall time of the epoch for all runs of the call;
+epoch 1 includes compilation).
+
+The analysis functions reduce such a table:
+
+* :func:`final_values`: each run's value of a metric at its last epoch;
+* :func:`summarise`: mean over seeds and a Student-t confidence interval per group;
+* :func:`best_lr`: the learning rate with the best mean per (rule, width), keeping every
+  learning rate in the data;
+* :func:`gap_to_reference`: each rule's accuracy minus backprop's, paired by seed (same
+  seed, same initial network), with an interval;
+* :func:`epoch_seconds`: training time per epoch and rule, without the compiling epoch.
+
+Conventions (REFERENCE.md section 3): squared loss against ``one_hot - 0.1``, plain SGD
+with batch 100, accuracy on a split held out of the training set.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from alignlib.data import TARGET_OFFSET, Dataset, load_digits, one_hot_targets
+from alignlib.rules import get_rule
+from alignlib.training import train
+
+__all__ = [
+    "ARCHS",
+    "BENCHMARK_DATASETS",
+    "RUN_KEYS",
+    "model_factory",
+    "load_benchmark_data",
+    "synthetic_dataset",
+    "with_target_offset",
+    "authors_batch_size",
+    "full_eval_batch_size",
+    "width_sweep",
+    "lr_sweep",
+    "low_data_sweep",
+    "low_data_epochs",
+    "conv_feature_sizes",
+    "final_values",
+    "summarise",
+    "best_lr",
+    "gap_to_reference",
+    "epoch_seconds",
+    "t_interval",
+    "markdown_table",
+    "format_ci",
+    "select_lrs",
+]
+
+#: Architectures the sweeps build: the ReLU MLP and the authors' ConvNet.
+ARCHS = ("mlp", "convnet")
+
+#: Datasets :func:`load_benchmark_data` knows (``digits`` is offline).
+BENCHMARK_DATASETS = ("digits", "kmnist", "cifar10", "imagenet32")
+
+#: Columns that identify one run (one network) in a sweep table, where present.
+RUN_KEYS = ("experiment", "dataset", "arch", "optimizer", "parameterization", "n_train",
+            "rule", "width", "lr", "seed")
+
+_COLUMN_ORDER = (*RUN_KEYS, "epoch", "metric", "value", "diverged", "batch_size",
+                 "runs_in_call")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _int_list(name: str, values, *, low: int = 1) -> list[int]:
+    if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
+        values = [values]
+    values = list(values)
+    if not values:
+        raise ValueError(f"`{name}` must list at least one value")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
+            raise ValueError(f"`{name}` must hold integers >= {low}, got {v!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"`{name}` has repeated entries: {values}")
+    return [int(v) for v in values]
+
+
+def _lr_list(name: str, values) -> list[float]:
+    if isinstance(values, (int, float, np.integer, np.floating)) and not isinstance(values, bool):
+        values = [values]
+    values = list(values)
+    if not values:
+        raise ValueError(f"`{name}` must list at least one learning rate")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
+                or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"`{name}` must hold positive, finite numbers, got {v!r}")
+    values = [float(v) for v in values]
+    if len(set(values)) != len(values):
+        raise ValueError(f"`{name}` has repeated entries: {values}")
+    return values
+
+
+def _rule_list(rules) -> list[str]:
+    if isinstance(rules, str):
+        rules = [rules]
+    rules = list(rules)
+    if not rules:
+        raise ValueError("`rules` must list at least one learning rule")
+    names = [get_rule(r).name for r in rules]  # raises ValueError naming the valid rules
+    if len(set(names)) != len(names):
+        raise ValueError(f"`rules` has repeated entries: {names}")
+    return names
+
+
+def _require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"{what} needs the column(s) {missing}; the table has {list(table.columns)}")
+
+
+# --------------------------------------------------------------------------- models, data
+
+
+def model_factory(arch: str, input_shape: Sequence[int], n_outputs: int, width: int, *,
+                  depth: int = 2, strides: Sequence[int] = (1, 2, 2),
+                  parameterization: str = "ntk") -> Callable:
+    """``make_model(key)`` for :func:`~alignlib.training.train`.
+
+    ``arch="mlp"``: :class:`~alignlib.models.MLP` with ``depth`` hidden layers of
+    ``width`` units (input flattened). ``arch="convnet"``: the authors'
+    :class:`~alignlib.models.ConvNet` with ``width`` channels and one 3x3 convolution per
+    entry of ``strides`` (KMNIST ``(1, 2, 2)``, CIFAR-10 ``(1, 1, 1, 2, 1, 2, 1)``).
+    ``parameterization``: ``"ntk"`` (weights N(0, 1) times ``1/sqrt(fan_in)`` in the
+    forward pass) or ``"standard"`` (weights N(0, 1/fan_in), no multiplier).
+    """
+    from alignlib.models import MLP, ConvNet
+
+    if arch not in ARCHS:
+        raise ValueError(f"`arch` must be one of {ARCHS}, got {arch!r}")
+    if parameterization not in ("ntk", "standard"):
+        raise ValueError(f"`parameterization` must be 'ntk' or 'standard', got {parameterization!r}")
+    _int_list("width", [width])
+    input_shape = tuple(int(d) for d in input_shape)
+    strides = tuple(int(s) for s in strides)
+    if arch == "mlp":
+        _int_list("depth", [depth])
+        return lambda key: MLP(input_shape, width=width, depth=depth, n_outputs=n_outputs,
+                               key=key, parameterization=parameterization)
+    if len(input_shape) != 3:
+        raise ValueError(f"arch='convnet' needs images (H, W, C), got input shape {input_shape}")
+    return lambda key: ConvNet(input_shape, width=width, n_outputs=n_outputs, key=key,
+                               strides=strides, parameterization=parameterization)
+
+
+def with_target_offset(data: Dataset, offset: float) -> Dataset:
+    """A copy of ``data`` whose targets are ``one_hot - offset`` (rebuilt from the labels).
+
+    The loaders use the authors' ``one_hot - 0.1``; their ImageNet script trains on plain
+    one-hot targets (``offset=0``).
+    """
+    if data.labels_train is None or data.labels_test is None:
+        raise ValueError(f"dataset {data.name!r} has no class labels to rebuild targets from")
+
+    def targets(labels):
+        return (one_hot_targets(labels, data.n_outputs) + np.float32(TARGET_OFFSET)
+                - np.float32(offset)).astype(np.float32)
+
+    return Dataset(name=data.name, x_train=data.x_train, y_train=targets(data.labels_train),
+                   x_test=data.x_test, y_test=targets(data.labels_test),
+                   labels_train=data.labels_train, labels_test=data.labels_test,
+                   n_outputs=data.n_outputs)
+
+
+def synthetic_dataset(input_shape: Sequence[int], n_classes: int, *, n_train: int, n_test: int,
+                      seed: int = 0, name: str = "synthetic",
+                      target_offset: float = TARGET_OFFSET) -> Dataset:
+    """Random images in ``[0, 1]`` with random labels: a *smoke test* of shapes and code
+    paths whose accuracies mean nothing (chance is ``1 / n_classes``).
+
+    Images ``(n, *input_shape)`` float32, uniform; labels uniform over ``n_classes``;
+    targets ``one_hot - target_offset``.
+    """
+    n_train = _int_list("n_train", [n_train])[0]
+    n_test = _int_list("n_test", [n_test])[0]
+    n_classes = _int_list("n_classes", [n_classes], low=2)[0]
+    shape = tuple(int(d) for d in input_shape)
+    if not shape or any(d < 1 for d in shape):
+        raise ValueError(f"`input_shape` must hold positive sizes, got {tuple(input_shape)}")
+    rng = np.random.default_rng(seed)
+    x = rng.random((n_train + n_test, *shape), dtype=np.float32)
+    labels = rng.integers(0, n_classes, n_train + n_test).astype(np.int64)
+    y = (one_hot_targets(labels, n_classes) + np.float32(TARGET_OFFSET)
+         - np.float32(target_offset)).astype(np.float32)
+    return Dataset(name=name, x_train=x[:n_train], y_train=y[:n_train], x_test=x[n_train:],
+                   y_test=y[n_train:], labels_train=labels[:n_train], labels_test=labels[n_train:],
+                   n_outputs=n_classes)
+
+
+def load_benchmark_data(name: str, *, n_train: int | None = None,
+                        cache_dir: str | os.PathLike | None = None, cap_heldout: bool = False,
+                        target_offset: float = TARGET_OFFSET, **loader_kwargs) -> Dataset:
+    """The dataset of a benchmark chapter by name.
+
+    ``"digits"`` (offline, :func:`~alignlib.data.load_digits`), ``"kmnist"``,
+    ``"cifar10"``, ``"imagenet32"`` (files in the data cache,
+    :func:`alignlib.datasets.load_dataset`).
+
+    Args:
+        n_train: keep the first ``n_train`` training examples (nested subsets).
+        cache_dir: folder holding the dataset's files (``None`` or ``""``: the default
+            cache folder, see :func:`alignlib.datasets.cache_folder`); ignored for digits.
+        cap_heldout: also cut the held-out split to ``n_train`` examples, as the authors'
+            low-data script does.
+        target_offset: targets are ``one_hot - target_offset`` (authors: 0.1; 0 in their
+            ImageNet script).
+        loader_kwargs: passed to the loader (e.g. ``checksums=``, ``holdout=``, ``split=``).
+    """
+    if name not in BENCHMARK_DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(BENCHMARK_DATASETS)}")
+    if n_train is not None:
+        n_train = _int_list("n_train", [n_train])[0]
+    if name == "digits":
+        data = load_digits(n_train=n_train, **loader_kwargs)
+        if cap_heldout and n_train is not None and n_train < data.n_test:
+            data = Dataset(name=data.name, x_train=data.x_train, y_train=data.y_train,
+                           x_test=data.x_test[:n_train], y_test=data.y_test[:n_train],
+                           labels_train=data.labels_train, labels_test=data.labels_test[:n_train],
+                           n_outputs=data.n_outputs)
+    else:
+        from alignlib.datasets import load_dataset
+
+        data = load_dataset(name, n_train=n_train, cache_dir=cache_dir or None,
+                            cap_heldout=cap_heldout, progress=False, **loader_kwargs)
+    # the loaders build one_hot - TARGET_OFFSET; rebuild (a copy) only for another offset
+    return data if target_offset == TARGET_OFFSET else with_target_offset(data, target_offset)
+
+
+def authors_batch_size(n_train: int, batch_size: int = 100) -> int:
+    """The authors' batch size for a training set of ``n_train`` examples.
+
+    Their low-data script uses ``batch_size`` if it divides ``n_train``, ``n_train``
+    itself if smaller (one full batch), else ``gcd(batch_size, n_train)``, so that every
+    epoch visits every example: 45 -> 45, 150 -> 50, 450 -> 50, 1500 -> 100.
+    """
+    n_train = _int_list("n_train", [n_train])[0]
+    batch_size = _int_list("batch_size", [batch_size])[0]
+    if batch_size > n_train:
+        return n_train
+    if n_train % batch_size:
+        return math.gcd(batch_size, n_train)
+    return batch_size
+
+
+def full_eval_batch_size(n_test: int, batch_size: int) -> int:
+    """A held-out batch size that covers every held-out example in equal batches.
+
+    :func:`~alignlib.training.train` evaluates in batches and drops the remainder (as the
+    authors did), which on digits' 297 held-out images with batch 100 would ignore 97 of
+    them. This returns the largest divisor of ``n_test`` not above ``batch_size``, unless
+    that is below half of ``batch_size`` (batch-norm statistics need full batches): then
+    ``min(batch_size, n_test)`` (297 -> 99; 5,000 -> 100; 293 (prime) -> 100).
+    """
+    n_test = _int_list("n_test", [n_test])[0]
+    batch_size = _int_list("batch_size", [batch_size])[0]
+    limit = min(batch_size, n_test)
+    best = max(d for d in range(1, limit + 1) if n_test % d == 0)
+    return best if 2 * best >= limit else limit
+
+
+# --------------------------------------------------------------------------- sweeps
+
+
+def _tidy(history: pd.DataFrame, fixed: Mapping[str, object]) -> pd.DataFrame:
+    table = history.drop(columns=["run"])
+    for key, value in fixed.items():
+        table[key] = value
+    ordered = [c for c in _COLUMN_ORDER if c in table.columns]
+    return table[ordered + [c for c in table.columns if c not in ordered]]
+
+
+def _chunks(seeds: list[int], size: int | None) -> list[list[int]]:
+    if not size:
+        return [seeds]
+    return [seeds[i:i + size] for i in range(0, len(seeds), size)]
+
+
+def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Sequence[str],
+                lrs: Sequence[float], seeds: Sequence[int], epochs: int,
+                lrs_by_width: Mapping[int, Sequence[float]] | None = None, depth: int = 2,
+                strides: Sequence[int] = (1, 2, 2), batch_size: int = 100,
+                optimizer: str = "sgd", parameterization: str = "ntk",
+                seeds_per_call: int | None = None, experiment: str = "width_sweep",
+                progress: bool = False) -> pd.DataFrame:
+    """Train every rule at every width, for every (seed, learning rate), on ``data``.
+
+    For each width and rule, the grid ``seeds x lrs`` runs in one
+    :func:`~alignlib.training.train` call (one compiled program; ``seeds_per_call`` splits
+    the seeds into several calls where memory requires). The same seed gives the same
+    initial network for every rule and learning rate of a width.
+
+    Args:
+        data: train / held-out split (:func:`load_benchmark_data`).
+        arch, depth, strides, parameterization: the network (:func:`model_factory`).
+        widths: hidden widths (MLP units or ConvNet channels).
+        rules: learning-rule names (:data:`alignlib.rules.RULES`).
+        lrs: learning rates of every width ...
+        lrs_by_width: ... except the widths listed here, which use their own list (a
+            learning-rate sweep at some widths shares the runs of the width sweep).
+        seeds: seeds of the initial networks, feedback weights and shuffles.
+        epochs: passes over the training set (>= 1).
+        batch_size: SGD batch size; the held-out batch size is
+            :func:`full_eval_batch_size`.
+        optimizer: ``"sgd"`` (NTK experiments) or ``"adam"`` (standard parameterisation).
+        experiment: value of the ``experiment`` column.
+
+    Returns:
+        The tidy history (module docstring), ``len(widths) * len(rules) * len(seeds) *
+        len(lrs) * (epochs + 1)`` rows per metric (epoch 0 has no ``train_loss`` or
+        ``seconds``), fewer if every run of a call diverged early.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"`arch` must be one of {ARCHS}, got {arch!r}")
+    widths = _int_list("widths", widths)
+    rules = _rule_list(rules)
+    lrs = _lr_list("lrs", lrs)
+    seeds = _int_list("seeds", seeds, low=0)
+    epochs = _int_list("epochs", [epochs])[0]
+    lrs_by_width = {int(w): _lr_list(f"lrs_by_width[{w}]", v) for w, v in (lrs_by_width or {}).items()}
+    unknown = sorted(set(lrs_by_width) - set(widths))
+    if unknown:
+        raise ValueError(f"`lrs_by_width` names widths {unknown} that are not in `widths` {widths}")
+    if seeds_per_call is not None and seeds_per_call != 0:
+        seeds_per_call = _int_list("seeds_per_call", [seeds_per_call])[0]
+    if batch_size > data.n_train:
+        raise ValueError(f"`batch_size` {batch_size} exceeds the {data.n_train} training examples; "
+                         "use authors_batch_size(n_train)")
+    eval_batch = full_eval_batch_size(data.n_test, batch_size)
+    input_shape = data.x_train.shape[1:]
+
+    tables = []
+    for width in widths:
+        grid_lrs = lrs_by_width.get(width, lrs)
+        make = model_factory(arch, input_shape, data.n_outputs, width, depth=depth,
+                             strides=strides, parameterization=parameterization)
+        for rule in rules:
+            for chunk in _chunks(seeds, seeds_per_call):
+                result = train(make, rule, data, epochs=epochs, learning_rates=grid_lrs,
+                               seeds=chunk, batch_size=batch_size, optimizer=optimizer,
+                               eval_batch_size=eval_batch, progress=progress)
+                tables.append(_tidy(result.history, {
+                    "experiment": experiment, "dataset": data.name, "arch": arch,
+                    "optimizer": optimizer, "parameterization": parameterization,
+                    "n_train": data.n_train, "width": width, "batch_size": batch_size,
+                    "runs_in_call": len(chunk) * len(grid_lrs)}))
+                del result
+    return pd.concat(tables, ignore_index=True)
+
+
+def lr_sweep(data: Dataset, *, widths: Sequence[int], lrs: Sequence[float],
+             **kwargs) -> pd.DataFrame:
+    """:func:`width_sweep` with ``experiment="lr_sweep"``: every rule at each of
+    ``widths`` (the paper: 8 and 256) for every learning rate in ``lrs`` (the paper:
+    0.05 ... 20)."""
+    kwargs.setdefault("experiment", "lr_sweep")
+    return width_sweep(data, widths=widths, lrs=lrs, **kwargs)
+
+
+def low_data_epochs(n_train: int, epochs: int, min_steps: int = 0, batch_size: int = 100) -> int:
+    """Epochs for a training set of ``n_train`` examples: ``epochs``, or more if that many
+    epochs would give fewer than ``min_steps`` SGD steps with the authors' batch size
+    (:func:`authors_batch_size`). ``min_steps=0`` keeps the authors' rule (the same
+    number of epochs for every size, so the smallest sets get the fewest steps)."""
+    epochs = _int_list("epochs", [epochs])[0]
+    min_steps = _int_list("min_steps", [min_steps], low=0)[0]
+    steps_per_epoch = n_train // authors_batch_size(n_train, batch_size)
+    return max(epochs, -(-min_steps // steps_per_epoch))
+
+
+def low_data_sweep(load: Callable[[int], Dataset], sizes: Sequence[int], *, width: int,
+                   epochs: int, min_steps: int = 0, batch_size: int = 100,
+                   experiment: str = "low_data", **kwargs) -> pd.DataFrame:
+    """Accuracy against training-set size: :func:`width_sweep` at one ``width`` for each
+    training set ``load(n)``, ``n`` in ``sizes``.
+
+    Each size uses the authors' batch size (:func:`authors_batch_size`) and
+    :func:`low_data_epochs` epochs: the authors train every size for the same number of
+    epochs (``min_steps=0``); ``min_steps`` gives small sets more epochs so that every
+    run takes at least that many SGD steps. The ``n_train`` and ``batch_size`` columns
+    record the size and batch; the number of epochs is the largest ``epoch`` of a run.
+    ``kwargs`` go to :func:`width_sweep` (``arch``, ``rules``, ``lrs``, ``seeds``, ...).
+    """
+    sizes = _int_list("sizes", sizes)
+    tables = []
+    for n in sizes:
+        data = load(n)
+        if data.n_train != n:
+            raise ValueError(f"load({n}) returned {data.n_train} training examples, expected {n}")
+        tables.append(width_sweep(data, widths=[width], batch_size=authors_batch_size(n, batch_size),
+                                  epochs=low_data_epochs(n, epochs, min_steps, batch_size),
+                                  experiment=experiment, **kwargs))
+    return pd.concat(tables, ignore_index=True)
+
+
+def conv_feature_sizes(input_size: int, strides: Sequence[int]) -> list[int]:
+    """Side length of each convolution's output for 'SAME' padding: ``ceil(size / s)`` per
+    layer (ImageNet 224 with strides 4, 2, 1, 2, 1, 2, 1: 56, 28, 28, 14, 14, 7, 7)."""
+    size = _int_list("input_size", [input_size])[0]
+    strides = list(strides)
+    if not strides or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1
+                          for s in strides):
+        raise ValueError(f"`strides` must list positive integers, got {strides}")
+    out = []
+    for s in strides:
+        size = -(-size // int(s))
+        out.append(size)
+    return out
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, low, high)``: Student-t interval ``mean +- t_{(1+c)/2, n-1} s / sqrt(n)``
+    for the mean of ``values`` (finite ones only); NaN bounds for fewer than 2 values."""
+    from scipy import stats
+
+    if not 0 < confidence < 1:
+        raise ValueError(f"`confidence` must be in (0, 1), got {confidence}")
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf((1 + confidence) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return mean, mean - half, mean + half
+
+
+def _run_keys(table: pd.DataFrame) -> list[str]:
+    return [c for c in RUN_KEYS if c in table.columns]
+
+
+def final_values(table: pd.DataFrame, metric: str = "heldout_accuracy") -> pd.DataFrame:
+    """One row per run: the run's ``metric`` at its last recorded epoch (normally the last
+    epoch; earlier if every run of its call diverged and training stopped).
+
+    A run that diverged keeps the value of its last finite parameters, with
+    ``diverged=True``; :func:`summarise` leaves such runs out.
+    """
+    _require_columns(table, ["epoch", "metric", "value"], "final_values")
+    sub = table[table.metric == metric]
+    if sub.empty:
+        raise ValueError(f"the table has no rows with metric {metric!r}; "
+                         f"metrics: {sorted(table.metric.unique())}")
+    keys = _run_keys(sub)
+    idx = sub.groupby(keys, dropna=False, sort=True).epoch.idxmax()
+    return sub.loc[idx.values].reset_index(drop=True)
+
+
+def summarise(table: pd.DataFrame, by: Sequence[str] = ("rule", "width", "lr"), *,
+              metric: str = "heldout_accuracy", confidence: float = 0.95) -> pd.DataFrame:
+    """Mean over seeds and its ``confidence`` Student-t interval, per group ``by``.
+
+    ``table``: a sweep table (reduced first with :func:`final_values`) or a table of
+    final values (no ``epoch`` column; column ``value``, optional ``diverged``).
+    Diverged runs are left out of the mean and counted in ``n_diverged``.
+
+    Returns columns ``*by, n, n_diverged, mean, sd, ci_low, ci_high`` (``n``: runs used;
+    the interval is NaN when ``n < 2``).
+    """
+    by = list(by)
+    final = final_values(table, metric) if "epoch" in table.columns else table
+    _require_columns(final, [*by, "value"], "summarise")
+    diverged = final["diverged"].astype(bool) if "diverged" in final.columns \
+        else pd.Series(False, index=final.index)
+    rows = []
+    for key, group in final.groupby(by, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        ok = group.value[~diverged.loc[group.index]].to_numpy(float)
+        ok = ok[np.isfinite(ok)]
+        mean, low, high = t_interval(ok, confidence)
+        rows.append({**dict(zip(by, key)), "n": int(ok.size),
+                     "n_diverged": int(diverged.loc[group.index].sum()), "mean": mean,
+                     "sd": float(ok.std(ddof=1)) if ok.size > 1 else float("nan"),
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=[*by, "n", "n_diverged", "mean", "sd", "ci_low", "ci_high"])
+
+
+def best_lr(table: pd.DataFrame, by: Sequence[str] = ("rule", "width"), *,
+            metric: str = "heldout_accuracy", confidence: float = 0.95,
+            higher_is_better: bool = True) -> pd.DataFrame:
+    """For each group ``by``, the learning rate with the best mean final ``metric``.
+
+    ``table``: a sweep table or a :func:`summarise` table that has an ``lr`` column.
+    Only learning rates at which no seed diverged compete; ties go to the smaller
+    learning rate. A group in which every learning rate diverged is returned with ``lr``
+    and ``mean`` NaN. The learning rates that lost stay in the sweep table.
+
+    Returns the summary row of the winner per group, plus ``n_lrs`` (learning rates tried).
+    """
+    by = list(by)
+    if "lr" in by:
+        raise ValueError("`by` must not contain 'lr': best_lr chooses it")
+    summary = table if "mean" in table.columns else summarise(
+        table, [*by, "lr"], metric=metric, confidence=confidence)
+    _require_columns(summary, [*by, "lr", "mean", "n", "n_diverged"], "best_lr")
+    rows = []
+    for key, group in summary.groupby(by, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        valid = group[(group.n_diverged == 0) & (group.n > 0) & np.isfinite(group["mean"])]
+        if valid.empty:
+            row = {c: np.nan for c in summary.columns}
+            row.update(dict(zip(by, key)))
+        else:
+            order = valid.assign(_score=valid["mean"] if higher_is_better else -valid["mean"])
+            row = order.sort_values(["_score", "lr"], ascending=[False, True]).iloc[0] \
+                .drop("_score").to_dict()
+        row["n_lrs"] = int(group.lr.nunique())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=[*summary.columns, "n_lrs"])
+
+
+def gap_to_reference(table: pd.DataFrame, reference: str = "backprop",
+                     over: Sequence[str] = ("width",), *, metric: str = "heldout_accuracy",
+                     confidence: float = 0.95) -> pd.DataFrame:
+    """Each rule's final ``metric`` minus the reference rule's, at each point ``over``.
+
+    Both rules use their own best learning rate (:func:`best_lr`); the difference is taken
+    seed by seed (the same seed gives the same initial network, so the pairs share their
+    initialisation), and its mean gets a Student-t interval. Seeds where either run
+    diverged are left out.
+
+    Returns columns ``*over, rule, lr, reference_lr, n, mean, reference_mean, gap,
+    ci_low, ci_high`` (``gap`` = mean paired difference, positive when the rule is
+    better); the reference rule itself is not listed.
+    """
+    over = list(over)
+    final = final_values(table, metric)
+    _require_columns(final, ["rule", "lr", "seed", *over], "gap_to_reference")
+    if reference not in set(final.rule):
+        raise ValueError(f"reference rule {reference!r} is not in the table; rules: "
+                         f"{sorted(final.rule.unique())}")
+    best = best_lr(final, ["rule", *over], metric=metric, confidence=confidence)
+    if "diverged" not in final.columns:
+        final = final.assign(diverged=False)
+    rows = []
+    ref_best = best[best.rule == reference].set_index(over)
+    for _, row in best[best.rule != reference].iterrows():
+        point = tuple(row[c] for c in over)
+        key = point if len(point) > 1 else point[0]
+        if key not in ref_best.index or not np.isfinite(row["lr"]):
+            continue
+        ref_lr = float(ref_best.loc[key, "lr"])
+        if not np.isfinite(ref_lr):
+            continue
+        at_point = np.logical_and.reduce([final[c] == row[c] for c in over])
+        mine = final[at_point & (final.rule == row.rule) & np.isclose(final.lr, row.lr)]
+        ref = final[at_point & (final.rule == reference) & np.isclose(final.lr, ref_lr)]
+        pairs = mine.merge(ref, on="seed", suffixes=("", "_ref"))
+        pairs = pairs[~pairs.diverged.astype(bool) & ~pairs.diverged_ref.astype(bool)]
+        diff = (pairs.value - pairs.value_ref).to_numpy(float)
+        gap, low, high = t_interval(diff, confidence)
+        rows.append({**dict(zip(over, point)), "rule": row.rule, "lr": row.lr,
+                     "reference_lr": ref_lr, "n": int(diff.size),
+                     "mean": float(pairs.value.mean()) if len(pairs) else np.nan,
+                     "reference_mean": float(pairs.value_ref.mean()) if len(pairs) else np.nan,
+                     "gap": gap, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=[*over, "rule", "lr", "reference_lr", "n", "mean",
+                                       "reference_mean", "gap", "ci_low", "ci_high"])
+
+
+def epoch_seconds(table: pd.DataFrame, by: Sequence[str] = ("rule", "width"), *,
+                  reference: str | None = "backprop") -> pd.DataFrame:
+    """Training time per epoch, without the compiling first epoch.
+
+    For each training call (all seeds and learning rates of one point trained together)
+    this takes the median of its ``seconds`` over epochs 2, 3, ... (epoch 1 includes
+    compilation), then the median over the calls of each group ``by``. Columns: ``*by,
+    runs_in_call, seconds_per_epoch`` (the whole call), ``seconds_per_run`` (divided by
+    the runs sharing it: ``vmap`` runs them together, so this is an amortised cost) and,
+    if ``reference`` is given and ``by`` contains ``rule``, ``ratio_to_reference`` (per
+    call, relative to the reference rule at the same other ``by`` values).
+    """
+    by = list(by)
+    _require_columns(table, ["epoch", "metric", "value", *by], "epoch_seconds")
+    sec = table[table.metric == "seconds"]
+    if sec.empty:
+        raise ValueError("the table has no 'seconds' rows")
+    later = sec[sec.epoch >= 2]
+    if later.empty:
+        raise ValueError("epoch_seconds needs at least 2 epochs: epoch 1 includes compilation")
+    call_keys = [c for c in _run_keys(sec) if c not in ("lr", "seed")]
+    for c in by:
+        if c not in call_keys:
+            call_keys.append(c)
+    runs_col = "runs_in_call" if "runs_in_call" in later.columns else None
+    if runs_col is None:
+        later = later.assign(runs_in_call=1)
+    # each call records one time per epoch (the same value on every run's row)
+    per_call = (later.groupby([*call_keys, "epoch"], dropna=False)
+                .agg(value=("value", "first"), runs_in_call=("runs_in_call", "first"))
+                .groupby(call_keys, dropna=False)
+                .agg(seconds_per_epoch=("value", "median"), runs_in_call=("runs_in_call", "first"))
+                .reset_index())
+    per_call["seconds_per_run"] = per_call.seconds_per_epoch / per_call.runs_in_call
+    out = (per_call.groupby(by, dropna=False)
+           .agg(runs_in_call=("runs_in_call", "median"),
+                seconds_per_epoch=("seconds_per_epoch", "median"),
+                seconds_per_run=("seconds_per_run", "median"))
+           .reset_index())
+    if reference is not None and "rule" in by:
+        others = [c for c in by if c != "rule"]
+        ref = out[out.rule == reference]
+        if not ref.empty:
+            ref = ref[[*others, "seconds_per_run"]].rename(columns={"seconds_per_run": "_ref"})
+            out = out.merge(ref, on=others, how="left") if others else out.assign(_ref=ref._ref.iloc[0])
+            out["ratio_to_reference"] = out.seconds_per_run / out.pop("_ref")
+    return out
+
+
+def markdown_table(table: pd.DataFrame, formats: Mapping[str, str] | None = None,
+                   default: str = ".3f") -> str:
+    """A DataFrame as a Markdown pipe table for ``{glue:md}``; ``formats`` maps a column
+    to a format spec for its numbers (``default`` for other float columns). NaN prints as
+    an en dash."""
+    formats = dict(formats or {})
+
+    def cell(column, value) -> str:
+        if isinstance(value, (float, np.floating)):
+            if not np.isfinite(value):
+                return "–"
+            spec = formats.get(column, default)
+            return format(int(round(value)) if spec.endswith("d") else float(value), spec)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and column in formats:
+            return format(int(value), formats[column])
+        return str(value)
+
+    columns = [str(c) for c in table.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
+    values = [table[c].tolist() for c in table.columns]
+    for i in range(len(table)):
+        lines.append("| " + " | ".join(cell(c, v[i]) for c, v in zip(table.columns, values)) + " |")
+    return "\n".join(lines)
+
+
+def format_ci(mean: float, low: float, high: float, fmt: str = ".3f", scale: float = 1.0,
+              unit: str = "") -> str:
+    """``"0.873 [0.850, 0.896]"``: a mean and its interval as text (``scale`` multiplies
+    all three, e.g. 100 for percentage points; NaN bounds are left out; NaN mean gives
+    ``"–"``)."""
+    if mean is None or not np.isfinite(mean):
+        return "–"
+    text = format(mean * scale, fmt) + unit
+    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
+        text += f" [{format(low * scale, fmt)}, {format(high * scale, fmt)}]"
+    return text
+
+
+def select_lrs(table: pd.DataFrame, lrs: Sequence[float]) -> pd.DataFrame:
+    """The rows of ``table`` whose learning rate is one of ``lrs`` (compared with
+    ``numpy.isclose``, so values read back from CSV match)."""
+    _require_columns(table, ["lr"], "select_lrs")
+    lrs = np.asarray(_lr_list("lrs", lrs), float)
+    keep = np.isclose(table.lr.to_numpy(float)[:, None], lrs[None, :]).any(axis=1)
+    return table[keep]

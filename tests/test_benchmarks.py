@@ -1,0 +1,404 @@
+"""Tests for alignlib.benchmarks: the sweeps behind the rules, low-data and ImageNet
+chapters, their statistics, and the gpu profiles' data paths on small fake files."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import math
+import tarfile
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from alignlib import benchmarks as bench
+from alignlib import book as B
+from alignlib.data import load_digits
+
+REPO = Path(__file__).resolve().parents[1]
+T_975_2 = 4.302652729911275  # Student-t quantile t_{0.975} with 2 degrees of freedom
+
+
+# --------------------------------------------------------------------------- hand-made tables
+
+
+def final_table(rows):
+    """rows: (rule, width, lr, seed, value[, diverged])."""
+    out = []
+    for r in rows:
+        rule, width, lr, seed, value = r[:5]
+        out.append(dict(rule=rule, width=width, lr=lr, seed=seed, epoch=3, metric="heldout_accuracy",
+                        value=value, diverged=bool(r[5]) if len(r) > 5 else False))
+    return pd.DataFrame(out)
+
+
+def test_t_interval_matches_the_formula_and_contains_the_mean():
+    mean, low, high = bench.t_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    half = T_975_2 * 1.0 / math.sqrt(3)
+    assert low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
+    m, lo, hi = bench.t_interval([0.5, 0.52, 0.47, 0.55, 0.49], 0.9)
+    assert lo < m < hi
+    assert bench.t_interval([0.3])[0] == 0.3 and math.isnan(bench.t_interval([0.3])[1])
+    assert all(math.isnan(v) for v in bench.t_interval([]))
+    with pytest.raises(ValueError, match="confidence"):
+        bench.t_interval([1, 2], confidence=1.5)
+
+
+def test_summarise_leaves_diverged_runs_out_and_brackets_the_mean():
+    table = final_table([("bp", 8, 1.0, s, v) for s, v in enumerate([0.6, 0.7, 0.8])]
+                        + [("bp", 8, 5.0, 0, 0.9), ("bp", 8, 5.0, 1, 0.1, True), ("bp", 8, 5.0, 2, 0.8)])
+    s = bench.summarise(table, ["rule", "width", "lr"]).set_index("lr")
+    assert list(s.columns) == ["rule", "width", "n", "n_diverged", "mean", "sd", "ci_low", "ci_high"]
+    assert s.loc[1.0, "mean"] == pytest.approx(0.7) and s.loc[1.0, "n"] == 3
+    assert s.loc[1.0, "ci_low"] < s.loc[1.0, "mean"] < s.loc[1.0, "ci_high"]
+    assert s.loc[1.0, "ci_high"] - 0.7 == pytest.approx(T_975_2 * 0.1 / math.sqrt(3))
+    assert s.loc[5.0, "n"] == 2 and s.loc[5.0, "n_diverged"] == 1
+    assert s.loc[5.0, "mean"] == pytest.approx(0.85)  # the diverged 0.1 is not averaged in
+
+
+def test_final_values_takes_each_runs_last_epoch():
+    rows = []
+    for epoch, v in enumerate([0.1, 0.5, 0.7]):
+        rows.append(dict(rule="a", lr=1.0, seed=0, epoch=epoch, metric="heldout_accuracy", value=v, diverged=False))
+    # a call that stopped early (every run diverged): its last epoch is 1
+    for epoch, v in enumerate([0.1, 0.2]):
+        rows.append(dict(rule="a", lr=9.0, seed=0, epoch=epoch, metric="heldout_accuracy", value=v,
+                         diverged=epoch == 1))
+    rows.append(dict(rule="a", lr=1.0, seed=0, epoch=2, metric="train_loss", value=3.0, diverged=False))
+    final = bench.final_values(pd.DataFrame(rows)).set_index("lr")
+    assert final.loc[1.0, "value"] == 0.7 and final.loc[1.0, "epoch"] == 2
+    assert final.loc[9.0, "value"] == 0.2 and bool(final.loc[9.0, "diverged"])
+    with pytest.raises(ValueError, match="no rows with metric 'accuracy'"):
+        bench.final_values(pd.DataFrame(rows), "accuracy")
+
+
+def test_best_lr_picks_the_best_mean_among_finite_learning_rates():
+    table = final_table(
+        # width 8: lr 2 has the best mean; lr 5 is higher for two seeds but one diverged
+        [("bp", 8, 1.0, s, v) for s, v in enumerate([0.50, 0.52, 0.54])]
+        + [("bp", 8, 2.0, s, v) for s, v in enumerate([0.60, 0.61, 0.62])]
+        + [("bp", 8, 5.0, 0, 0.9), ("bp", 8, 5.0, 1, 0.9), ("bp", 8, 5.0, 2, 0.9, True)]
+        # width 16: a tie between lr 1 and lr 2 goes to the smaller learning rate
+        + [("bp", 16, 1.0, s, 0.7) for s in range(3)] + [("bp", 16, 2.0, s, 0.7) for s in range(3)]
+        # another rule, every learning rate diverged somewhere
+        + [("fa", 8, 1.0, 0, 0.3, True), ("fa", 8, 1.0, 1, 0.2)])
+    before = table.copy()
+    best = bench.best_lr(table, ["rule", "width"]).set_index(["rule", "width"])
+    assert best.loc[("bp", 8), "lr"] == 2.0 and best.loc[("bp", 8), "mean"] == pytest.approx(0.61)
+    assert best.loc[("bp", 8), "n_lrs"] == 3
+    assert best.loc[("bp", 16), "lr"] == 1.0
+    assert math.isnan(best.loc[("fa", 8), "lr"]) and math.isnan(best.loc[("fa", 8), "mean"])
+    pd.testing.assert_frame_equal(table, before)  # every learning rate stays in the data
+    # the same answer from a summary table
+    summary = bench.summarise(table, ["rule", "width", "lr"])
+    assert bench.best_lr(summary, ["rule", "width"]).lr.tolist()[:2] == [2.0, 1.0]
+    with pytest.raises(ValueError, match="must not contain 'lr'"):
+        bench.best_lr(table, ["rule", "lr"])
+    with pytest.raises(ValueError, match="column"):
+        bench.best_lr(table.drop(columns="rule"), ["rule", "width"])
+
+
+def test_gap_to_reference_pairs_seeds_at_each_rules_best_lr():
+    table = final_table(
+        [("backprop", 8, 1.0, s, v) for s, v in enumerate([0.80, 0.70, 0.90])]
+        + [("backprop", 8, 5.0, s, v) for s, v in enumerate([0.10, 0.10, 0.10])]
+        + [("align_ada", 8, 5.0, s, v) for s, v in enumerate([0.78, 0.66, 0.89])]
+        + [("align_ada", 8, 1.0, s, v) for s, v in enumerate([0.50, 0.50, 0.50])])
+    gaps = bench.gap_to_reference(table, "backprop", ["width"])
+    assert len(gaps) == 1
+    g = gaps.iloc[0]
+    assert g.rule == "align_ada" and g.lr == 5.0 and g.reference_lr == 1.0
+    diffs = np.array([-0.02, -0.04, -0.01])
+    assert g.gap == pytest.approx(diffs.mean())
+    half = T_975_2 * diffs.std(ddof=1) / math.sqrt(3)
+    assert (g.ci_low, g.ci_high) == pytest.approx((diffs.mean() - half, diffs.mean() + half))
+    # paired: much narrower than an unpaired interval of the two accuracies
+    assert g.ci_high - g.ci_low < 0.1
+    with pytest.raises(ValueError, match="reference rule 'dfa'"):
+        bench.gap_to_reference(table, "dfa")
+
+
+def test_epoch_seconds_skips_the_compiling_epoch():
+    rows = []
+    for rule, per_epoch in (("backprop", [9.0, 1.0, 1.2, 1.1]), ("align_zero", [8.0, 2.0, 2.4, 2.2])):
+        for epoch, s in enumerate(per_epoch, start=1):
+            for seed in range(2):
+                for lr in (1.0, 2.0):
+                    rows.append(dict(rule=rule, width=8, lr=lr, seed=seed, epoch=epoch, metric="seconds",
+                                     value=s, diverged=False, runs_in_call=4))
+    t = bench.epoch_seconds(pd.DataFrame(rows)).set_index("rule")
+    assert t.loc["backprop", "seconds_per_epoch"] == pytest.approx(1.1)
+    assert t.loc["backprop", "seconds_per_run"] == pytest.approx(1.1 / 4)
+    assert t.loc["align_zero", "ratio_to_reference"] == pytest.approx(2.2 / 1.1)
+    one_epoch = pd.DataFrame(rows).query("epoch == 1")
+    with pytest.raises(ValueError, match="at least 2 epochs"):
+        bench.epoch_seconds(one_epoch)
+
+
+def test_batch_sizes_follow_the_authors_and_cover_the_heldout_set():
+    assert [bench.authors_batch_size(n) for n in (45, 150, 450, 1500, 4500, 15000, 45000)] == \
+        [45, 50, 50, 100, 100, 100, 100]
+    assert bench.full_eval_batch_size(297, 100) == 99  # digits: all 297 held-out images
+    assert bench.full_eval_batch_size(5000, 100) == 100
+    assert bench.full_eval_batch_size(293, 100) == 100  # prime: no good divisor, keep 100
+    assert bench.full_eval_batch_size(30, 100) == 30
+    assert [bench.low_data_epochs(n, 20, 150) for n in (45, 150, 450, 1500)] == [150, 50, 20, 20]
+    assert bench.low_data_epochs(45, 150, 0) == 150  # the authors: same epochs for every size
+    assert bench.conv_feature_sizes(224, [4, 2, 1, 2, 1, 2, 1]) == [56, 28, 28, 14, 14, 7, 7]
+    assert bench.conv_feature_sizes(32, [1, 2, 1, 2, 1, 2, 1]) == [32, 16, 16, 8, 8, 4, 4]
+
+
+def test_format_and_markdown_helpers():
+    assert bench.format_ci(0.8734, 0.85, 0.9) == "0.873 [0.850, 0.900]"
+    assert bench.format_ci(-0.021, -0.03, -0.01, "+.1f", 100) == "-2.1 [-3.0, -1.0]"
+    assert bench.format_ci(float("nan"), 0, 1) == "–"
+    md = bench.markdown_table(pd.DataFrame({"rule": ["a"], "width": [8], "acc": [0.51234]}),
+                              formats={"width": "d"})
+    assert md.splitlines() == ["| rule | width | acc |", "|---|---|---|", "| a | 8 | 0.512 |"]
+    t = final_table([("a", 8, 0.05, 0, 1.0), ("a", 8, 0.1, 0, 1.0), ("a", 8, 5.0, 0, 1.0)])
+    assert bench.select_lrs(t, [0.1, 5]).lr.tolist() == [0.1, 5.0]
+
+
+# --------------------------------------------------------------------------- argument errors
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    return load_digits(n_train=200)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(rules=["backprop", "nope"]), "unknown learning rule 'nope'"),
+    (dict(arch="resnet"), "`arch` must be one of"),
+    (dict(widths=[8, 0]), "`widths` must hold integers >= 1"),
+    (dict(widths=[8, 8]), "`widths` has repeated entries"),
+    (dict(lrs=[1.0, -2.0]), "`lrs` must hold positive"),
+    (dict(lrs=[]), "`lrs` must list at least one"),
+    (dict(seeds=[]), "`seeds` must list at least one"),
+    (dict(epochs=0), "`epochs` must hold integers >= 1"),
+    (dict(lrs_by_width={64: [1.0]}), "names widths \\[64\\] that are not in `widths`"),
+    (dict(batch_size=500), "exceeds the 200 training examples"),
+])
+def test_width_sweep_rejects_bad_arguments_before_training(small_digits, kwargs, message):
+    args = dict(arch="mlp", widths=[8], rules=["backprop"], lrs=[1.0], seeds=[0], epochs=1)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        bench.width_sweep(small_digits, **args)
+
+
+def test_data_and_model_errors():
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
+        bench.load_benchmark_data("mnist")
+    with pytest.raises(ValueError, match="needs images"):
+        bench.model_factory("convnet", (64,), 10, 8)
+    with pytest.raises(ValueError, match="parameterization"):
+        bench.model_factory("mlp", (64,), 10, 8, parameterization="mup")
+    with pytest.raises(ValueError, match="returned 100 training examples, expected 45"):
+        bench.low_data_sweep(lambda n: load_digits(n_train=100), [45], width=8, arch="mlp",
+                             rules=["backprop"], lrs=[1.0], seeds=[0], epochs=1)
+
+
+# --------------------------------------------------------------------------- sweeps that run
+
+
+def test_tiny_width_sweep_shapes_and_shared_initialisation(small_digits):
+    table = bench.width_sweep(small_digits, arch="mlp", widths=[8, 16], rules=["backprop", "align_zero"],
+                              lrs=[1.0, 5.0], lrs_by_width={16: [0.5, 1.0, 5.0]}, seeds=[0, 1],
+                              epochs=2)
+    assert list(table.columns)[:10] == list(bench.RUN_KEYS)
+    assert set(table.metric) == {"train_loss", "heldout_loss", "heldout_accuracy", "seconds"}
+    runs = table.groupby(["rule", "width"]).apply(lambda g: g[["lr", "seed"]].drop_duplicates().shape[0])
+    assert runs.to_dict() == {("align_zero", 8): 4, ("align_zero", 16): 6, ("backprop", 8): 4,
+                              ("backprop", 16): 6}
+    assert (table[table.width == 16].runs_in_call == 6).all()
+    acc = table[table.metric == "heldout_accuracy"]
+    assert len(acc) == (4 + 6) * 2 * 3  # runs x rules x epochs 0..2
+    # epoch 0: the same seed gives the same initial network for every rule and lr
+    e0 = acc[acc.epoch == 0].groupby(["width", "seed"]).value
+    assert (e0.max() - e0.min()).max() == 0
+    # all 200 training examples, all 297 held-out ones, in the default float32
+    assert (table.n_train == 200).all() and (table.dataset == "digits").all()
+    # backprop and Align-zero take identical first steps: after one epoch they are close
+    best = bench.best_lr(table, ["rule", "width"])
+    assert set(best.columns) >= {"rule", "width", "lr", "mean", "ci_low", "ci_high", "n_lrs"}
+    assert bench.lr_sweep(small_digits, arch="mlp", widths=[8], rules=["readout"], lrs=[1.0],
+                          seeds=[0], epochs=1).experiment.unique().tolist() == ["lr_sweep"]
+
+
+def test_low_data_sweep_uses_the_authors_batches(small_digits):
+    def load(n):
+        return bench.load_benchmark_data("digits", n_train=n)
+
+    table = bench.low_data_sweep(load, [45, 150], width=8, arch="mlp", rules=["backprop"],
+                                 lrs=[5.0], seeds=[0, 1], epochs=1, min_steps=4)
+    by_n = table.groupby("n_train").agg(batch=("batch_size", "first"), epochs=("epoch", "max"))
+    assert by_n.to_dict("index") == {45: {"batch": 45, "epochs": 4}, 150: {"batch": 50, "epochs": 2}}
+    margins = bench.gap_to_reference(pd.concat([table, table.assign(rule="align_ada")]), "backprop",
+                                     ["n_train"])
+    assert np.allclose(margins.gap, 0)  # a rule compared with an identical copy of itself
+
+
+def test_adam_in_the_standard_parameterisation_runs():
+    table = bench.width_sweep(load_digits(), arch="mlp", widths=[32], rules=["align_ada"], lrs=[0.01],
+                              seeds=[0], epochs=2, optimizer="adam", parameterization="standard")
+    assert set(table.optimizer) == {"adam"} and set(table.parameterization) == {"standard"}
+    acc = bench.final_values(table).value.iloc[0]
+    assert acc > 0.3  # well above chance (0.1) and the initial 0.11 after 30 Adam steps
+
+
+def test_synthetic_stand_in_has_the_imagenet_shape():
+    data = bench.synthetic_dataset((32, 32, 3), 1000, n_train=20, n_test=10, target_offset=0.0)
+    assert data.x_train.shape == (20, 32, 32, 3) and data.x_train.dtype == np.float32
+    assert data.y_train.shape == (20, 1000) and data.n_outputs == 1000
+    assert np.allclose(data.y_train.sum(axis=1), 1.0)  # plain one-hot
+    assert 0 <= data.x_train.min() and data.x_train.max() <= 1
+    shifted = bench.with_target_offset(data, 0.1)
+    assert np.allclose(shifted.y_train.max(axis=1), 0.9) and np.allclose(shifted.y_train.min(axis=1), -0.1)
+
+
+# --------------------------------------------------------------------------- gpu profiles on fake files
+
+
+def gpu_profile(chapter: str) -> dict:
+    profiles = yaml.safe_load((REPO / "book" / "profiles.yml").read_text())["profiles"]
+    defaults = {name: p.default for name, p in B.notebook_parameters(REPO / "book" / f"{chapter}.ipynb").items()}
+    return {**defaults, **(profiles["gpu"]["chapters"].get(chapter) or {})}
+
+
+def sha(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def idx_gz(path: Path, array: np.ndarray, magic: int) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def fake_kmnist(folder: Path, n: int) -> dict:
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    idx_gz(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
+    idx_gz(folder / "train-labels-idx1-ubyte.gz", np.arange(n) % 10, 2049)
+    return {p.name: sha(p) for p in folder.iterdir()}
+
+
+def fake_cifar10(folder: Path, per_batch: int) -> dict:
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cifar-10-binary.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+            labels = rng.integers(0, 10, per_batch).astype(np.uint8)
+            pixels = rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8)
+            payload = np.concatenate([labels[:, None], pixels], axis=1).tobytes()
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return {path.name: sha(path)}
+
+
+def fake_imagenet32(folder: Path, per_batch: int, n_val: int) -> dict:
+    rng = np.random.default_rng(2)
+    folder.mkdir(parents=True, exist_ok=True)
+    names = [f"train_data_batch_{i}.npz" for i in range(1, 11)] + ["val_data.npz"]
+    for name in names:
+        n = n_val if name == "val_data.npz" else per_batch
+        np.savez(folder / name, data=rng.integers(0, 256, (n, 3072)).astype(np.uint8),
+                 labels=rng.integers(1, 1001, n))
+    return {name: sha(folder / name) for name in names}
+
+
+@pytest.mark.slow
+def test_rules_gpu_profile_path_on_fake_kmnist_files(tmp_path):
+    p = gpu_profile("rules")
+    assert p["dataset"] == "kmnist" and p["arch"] == "convnet"
+    sums = fake_kmnist(tmp_path / "kmnist", 260)
+    data = bench.load_benchmark_data(p["dataset"], cache_dir=tmp_path / "kmnist", checksums=sums,
+                                     holdout=60)
+    assert data.x_train.shape == (200, 28, 28, 1) and data.n_test == 60
+    table = bench.width_sweep(data, arch=p["arch"], widths=[2], rules=p["rules"][:1], lrs=p["lrs"][:2],
+                              seeds=p["seeds"][:2], epochs=2, strides=p["strides"],
+                              seeds_per_call=p["seeds_per_call"] or None)
+    assert table.runs_in_call.max() == 2 * min(p["seeds_per_call"] or 2, 2)
+    assert np.isfinite(bench.final_values(table, "train_loss").value).all()
+    adam = bench.width_sweep(data, arch=p["arch"], widths=[2], rules=["align_zero"], lrs=p["adam_lrs"][:1],
+                             seeds=[0], epochs=1, strides=p["strides"], optimizer="adam",
+                             parameterization="standard")
+    assert len(bench.final_values(adam)) == 1
+
+
+@pytest.mark.slow
+def test_low_data_gpu_profile_path_on_fake_cifar10_files(tmp_path):
+    p = gpu_profile("low_data")
+    assert p["dataset"] == "cifar10" and p["arch"] == "convnet" and len(p["strides"]) == 7
+    sums = fake_cifar10(tmp_path / "cifar", 40)  # 200 training images in 5 batches
+
+    def load(n):
+        return bench.load_benchmark_data(p["dataset"], n_train=n, cache_dir=tmp_path / "cifar",
+                                         checksums=sums, holdout=50, cap_heldout=p["cap_heldout"])
+
+    full = bench.load_benchmark_data("cifar10", cache_dir=tmp_path / "cifar", checksums=sums, holdout=50)
+    sizes = [n for n in p["sizes"] if n <= full.n_train]
+    assert sizes == [45, 150]  # the chapter's cap: sizes above the 150 available are dropped
+    table = bench.low_data_sweep(load, sizes[:1], width=2, arch=p["arch"], strides=p["strides"],
+                                 rules=["backprop"], lrs=p["lrs"][:1], seeds=[0], epochs=1,
+                                 min_steps=p["min_steps"])
+    assert set(table.batch_size) == {45} and set(table.dataset) == {"cifar10"}
+    assert np.isfinite(bench.final_values(table, "heldout_loss").value).all()
+
+
+@pytest.mark.slow
+def test_imagenet_gpu_profile_path_on_fake_imagenet32_files(tmp_path):
+    p = gpu_profile("imagenet")
+    assert p["dataset"] == "imagenet32" and p["width"] == 512 and p["target_offset"] == 0
+    sums = fake_imagenet32(tmp_path / "imnet", per_batch=12, n_val=20)
+    data = bench.load_benchmark_data(p["dataset"], n_train=100, cache_dir=tmp_path / "imnet",
+                                     checksums=sums, target_offset=p["target_offset"])
+    assert data.x_train.shape == (100, 32, 32, 3) and data.n_test == 20 and data.n_outputs == 1000
+    assert np.allclose(data.y_train.sum(axis=1), 1.0)
+    table = bench.width_sweep(data, arch="convnet", widths=[2], rules=p["rules"][:1], lrs=p["lrs"],
+                              seeds=p["seeds"], epochs=1, strides=p["strides"], batch_size=20)
+    assert np.isfinite(bench.final_values(table, "train_loss").value).all()
+
+
+# --------------------------------------------------------------------------- the chapters
+
+
+def glued(nb_path: Path) -> dict[str, str]:
+    nb = nbformat.read(nb_path, as_version=4)
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            if "application/papermill.record/text/plain" in data:
+                out[o["metadata"]["scrapbook"]["name"]] = data["application/papermill.record/text/plain"]
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter, keys", [
+    ("rules", ["acc_backprop_widest", "claim_close_verdict", "claim_beats_verdict",
+               "claim_shrink_verdict", "width_sweep", "lr_sweep", "adam", "curves", "timing_table"]),
+    ("low_data", ["claim_grows_verdict", "claim_beats_verdict", "low_data", "margin_table"]),
+    ("imagenet", ["smoke_ok", "kind", "imagenet", "claim_close_verdict"]),
+])
+def test_chapter_runs_in_tiny_profile_and_glues_its_results(chapter, keys, tmp_path, monkeypatch):
+    monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
+    run = B.run_chapter(B.Book(REPO), chapter, "tiny", recompute=True, echo=lambda *a: None)
+    assert run.ok
+    values = glued(run.output)
+    assert values["profile"] == "tiny"
+    assert set(keys) <= set(values), set(keys) - set(values)
+    verdicts = {k: v for k, v in values.items() if k.endswith("_verdict")}
+    assert all(v in {"holds", "holds only in part", "does not hold", "not measured",
+                     "is not measured", "not tested by the smoke test"} for v in verdicts.values()), verdicts
+    if chapter == "imagenet":
+        assert values["smoke_ok"] == "finished with finite losses"
+        assert "numbers mean nothing" in values["kind"]
