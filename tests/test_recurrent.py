@@ -1,0 +1,463 @@
+"""The recurrent chapter's library (alignlib.recurrent): the rules against independent,
+unrolled computations of backprop through time, the authors' recurrent Align-ada and
+per-slot initial state, the Add-task targets, and the sweep / timing helpers."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+import pytest
+
+import alignlib as al
+from alignlib import recurrent as rec
+from alignlib.data import add_task, add_task_targets
+
+SITES = ("initial_state", "input", "recurrent", "readout")
+
+
+def rel_err(a, b) -> float:
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    num = sum(float(jnp.sum((u - v) ** 2)) for u, v in zip(la, lb))
+    den = sum(float(jnp.sum(v ** 2)) for v in lb)
+    return (num / den) ** 0.5
+
+
+def add_batch(n=20, length=30, seed=3, wraparound=False):
+    d = add_task(n_sequences=n + 2, length=length, n_train=n, seed=seed, wraparound=wraparound)
+    return jnp.asarray(d.x_train), jnp.asarray(d.y_train)
+
+
+# ------------------------------------------------------------------ unrolled references
+
+
+def unrolled(model, x, perturb=None):
+    """The RNN as a Python loop over time (no scan), from the model's weights.
+
+    Returns (outputs (B, T, 1), hidden states [h_1..h_T], inputs of the recurrence
+    [h_0..h_(T-1)], pre-activations [z_1..z_T]). ``perturb[t]`` is added to z_t.
+    """
+    s_in, s_rec, s_out, s_h0 = model.input, model.recurrent, model.readout, model.initial_state
+    ones = jnp.ones((x.shape[0], 1), x.dtype)
+    h = s_h0.linear(s_h0.weight, ones)
+    hs, prev, pre = [], [], []
+    for t in range(x.shape[1]):
+        prev.append(h)
+        z = s_in.linear(s_in.weight, x[:, t]) + s_in.bias + s_rec.linear(s_rec.weight, h)
+        if perturb is not None:
+            z = z + perturb[t]
+        pre.append(z)
+        h = jax.nn.relu(z)
+        hs.append(h)
+    out = s_out.linear(s_out.weight, jnp.stack(hs, 1)) + s_out.bias
+    return out, hs, prev, pre
+
+
+def bptt_by_hand(model, x, y, drop_readout_term=False):
+    """Backprop through time from per-step sensitivities of the unrolled loop.
+
+    delta_t = dLoss/dz_t (perturbation gradient). With ``drop_readout_term`` the loss at
+    time t does not reach h_t directly (only through later steps): delta_t minus the
+    readout's immediate term e_t w_ho/sqrt(n) relu'(z_t), which is what the authors'
+    recurrent Align-ada computes at initialisation.
+    Returns {site: (weight grad, bias grad or None)}.
+    """
+    out, hs, prev, pre = unrolled(model, x)
+    e = jax.grad(lambda f: al.sequence_mse(f, y))(out)  # (B, T, 1)
+    zeros = [jnp.zeros_like(z) for z in pre]
+    _, vjp = jax.vjp(lambda p: unrolled(model, x, p)[0], zeros)
+    deltas = list(vjp(e)[0])
+    # h_0 feeds z_1 through W_hh: dLoss/dh_0 = delta_1 W_hh / sqrt(n), summed over the batch
+    # (all losses reach h_0 through a later step, so dropping the readout term at the
+    # state's own time leaves it unchanged)
+    g_h0 = (model.recurrent.multiplier * deltas[0] @ model.recurrent.weight).sum(0)[:, None]
+    if drop_readout_term:
+        w_out = model.readout.multiplier * model.readout.weight  # (1, n)
+        deltas = [d - (e[:, t] @ w_out) * (pre[t] > 0) for t, d in enumerate(deltas)]
+    m_rec, m_in, m_out = (model.recurrent.multiplier, model.input.multiplier,
+                          model.readout.multiplier)
+    g_rec = sum(m_rec * d.T @ h for d, h in zip(deltas, prev))
+    g_in = sum(m_in * d.T @ x[:, t] for t, d in enumerate(deltas))
+    g_b = sum(d.sum(0) for d in deltas)
+    g_out = m_out * jnp.einsum("bto,btn->on", e, jnp.stack(hs, 1))
+    g_bo = e.sum((0, 1))
+    return {"initial_state": (g_h0, None), "input": (g_in, g_b), "recurrent": (g_rec, None),
+            "readout": (g_out, g_bo)}
+
+
+def site_grads(g):
+    return {"initial_state": (g.initial_state.weight, None), "input": (g.input.weight, g.input.bias),
+            "recurrent": (g.recurrent.weight, None), "readout": (g.readout.weight, g.readout.bias)}
+
+
+def site_err(a, b) -> float:
+    la = [v for v in a if v is not None]
+    lb = [v for v in b if v is not None]
+    return rel_err(la, lb)
+
+
+# ------------------------------------------------------------------ at initialisation
+
+
+def test_unrolled_reference_is_backprop_through_time():
+    model = al.RNN(1, 32, key=jax.random.PRNGKey(0))
+    x, y = add_batch(length=20)
+    _, g = eqx.filter_jit(al.backprop.gradient)(model, None, x, y, al.sequence_mse)
+    ref = bptt_by_hand(model, x, y)
+    for site in SITES:
+        assert site_err(site_grads(g)[site], ref[site]) < 1e-5, site
+    out, *_ = unrolled(model, x)
+    assert rel_err(out, model(x)) < 1e-6
+
+
+@pytest.mark.parametrize("width", [16, 128])
+@pytest.mark.parametrize("rule", ["align_ada", "align_zero", "align_prop"])
+def test_every_align_rule_is_bptt_at_initialisation_float32(rule, width):
+    """Relative error below 1e-5 in float32 at every site, against the unrolled BPTT,
+    which includes the readout's immediate term at every step (the test fails without
+    it: see the next test)."""
+    model = al.RNN(1, width, key=jax.random.PRNGKey(width))
+    assert model.recurrent.weight.dtype == jnp.float32
+    x, y = add_batch(n=50, length=20)
+    r = al.get_rule(rule)
+    _, g = eqx.filter_jit(r.gradient)(model, r.init(model, x, jax.random.PRNGKey(1)), x, y,
+                                      al.sequence_mse)
+    ref = bptt_by_hand(model, x, y)
+    without = bptt_by_hand(model, x, y, drop_readout_term=True)
+    for site in SITES:
+        assert site_err(site_grads(g)[site], ref[site]) < 1e-5, (rule, site)
+    # the readout's immediate term is a large part of the hidden updates: a rule that
+    # dropped it would fail the check above by far
+    for site in ("input", "recurrent"):
+        assert site_err(without[site], ref[site]) > 0.3, site
+
+
+def test_rules_on_the_per_slot_initial_state_are_bptt_at_initialisation():
+    model = rec.with_slot_initial_state(al.RNN(1, 24, key=jax.random.PRNGKey(2)), 20)
+    x, y = add_batch(n=20)
+    _, g_bp = eqx.filter_jit(al.backprop.gradient)(model, None, x, y, al.sequence_mse)
+    assert g_bp.initial_state.weight.shape == (24, 20)
+    for name in ("align_ada", "align_zero", "align_prop"):
+        r = al.get_rule(name)
+        _, g = eqx.filter_jit(r.gradient)(model, r.init(model, x, None), x, y, al.sequence_mse)
+        assert rel_err(g, g_bp) < 1e-5, name
+
+
+# ------------------------------------------------------------------ the authors' Align-ada
+
+
+def authors_ada_graph(model, model0, x, y):
+    """The authors' recurrent Align-ada graph, step by step in a Python loop.
+
+    Two networks run side by side: the current one (``state``) and the frozen initial
+    one (``state_lin``). At every step the current state enters the initial network's
+    recurrence as a gradient-only term, ``state_lin + state - sg(state)``; the readout
+    reads ``sg(state)``; the loss sees the current output and takes its gradient through
+    the initial network's output. Returns the surrogate loss (its value is the current
+    network's loss).
+    """
+    sg = jax.lax.stop_gradient
+    p0 = jax.tree.map(sg, model0)
+    n = model.recurrent.weight.shape[0]
+    state = model.initial_state(jnp.ones((x.shape[0], 1)))  # current learned h_0
+    state_lin = sg(state)
+    loss = 0.0
+    for t in range(x.shape[1]):
+        x_t = x[:, t]
+        routed = state_lin + state - sg(state)
+        state_lin = jax.nn.relu(x_t @ p0.input.weight.T + p0.input.bias
+                                + routed @ p0.recurrent.weight.T / jnp.sqrt(n))
+        state = jax.nn.relu(x_t @ model.input.weight.T + model.input.bias
+                            + sg(state) @ model.recurrent.weight.T / jnp.sqrt(n))
+        output = sg(state) @ model.readout.weight.T / jnp.sqrt(n) + model.readout.bias
+        output_lin = state_lin @ p0.readout.weight.T / jnp.sqrt(n) + p0.readout.bias
+        loss = loss + jnp.mean((output + output_lin - sg(output_lin) - y[:, t]) ** 2, axis=0)
+    return jnp.sum(loss)
+
+
+def train_a_little(model, x, y, steps=4, lr=0.002):
+    step = eqx.filter_jit(al.backprop.gradient)
+    for _ in range(steps):
+        _, g = step(model, None, x, y, al.sequence_mse)
+        model = eqx.apply_updates(model, jax.tree.map(lambda a: -lr * a, g))
+    return model
+
+
+@pytest.mark.parametrize("slots", [None, 20])
+def test_authors_ada_equals_an_unrolled_reimplementation_of_their_graph(slots):
+    """After a few steps (current != initial), in float64: the library's wrapper-based
+    rule equals the step-by-step graph, loss and every parameter's update."""
+    with jax.enable_x64(True):
+        model0 = rec.make_rnn(20, slot_state=slots)(jax.random.PRNGKey(4))
+        x, y = add_batch(n=20, length=15, wraparound=True)
+        x, y = x.astype(jnp.float64), y.astype(jnp.float64)
+        model = train_a_little(model0, x, y)
+        assert rel_err(eqx.filter(model, eqx.is_array), eqx.filter(model0, eqx.is_array)) > 1e-3
+        rule = rec.align_ada_authors_rnn
+        state = rule.init(model0, x, None)  # the frozen initial network, as train() keeps it
+        loss, g = eqx.filter_jit(rule.gradient)(model, state, x, y, al.sequence_mse)
+        ref_loss, ref = eqx.filter_value_and_grad(authors_ada_graph)(model, model0, x, y)
+        assert float(loss) == pytest.approx(float(ref_loss), rel=1e-12)
+        assert float(loss) == pytest.approx(float(al.sequence_mse(model(x), y)), rel=1e-12)
+        assert rel_err(g, ref) < 1e-10
+        # and it is not the rule as defined
+        _, g_ada = al.align_ada.gradient(model, model0, x, y, al.sequence_mse)
+        assert rel_err(g.recurrent, g_ada.recurrent) > 0.1
+
+
+def test_authors_ada_at_initialisation_drops_exactly_the_readout_term():
+    model = al.RNN(1, 64, key=jax.random.PRNGKey(5))
+    x, y = add_batch(n=50, length=20)
+    rule = rec.align_ada_authors_rnn
+    _, g = eqx.filter_jit(rule.gradient)(model, rule.init(model, x, None), x, y, al.sequence_mse)
+    without = bptt_by_hand(model, x, y, drop_readout_term=True)
+    for site in SITES:
+        assert site_err(site_grads(g)[site], without[site]) < 1e-5, site
+
+
+def test_authors_ada_differs_from_bptt_by_70_to_90_percent_at_initialisation():
+    """REFERENCE.md: at initialisation its W_hh and W_ih updates differ from backprop by
+    70-90% relative. Measured on the authors' setting (batch of 50 sequences of 100
+    steps, wrap-around targets) at two widths of their table, averaged over 3 seeds
+    (single draws scatter more, from about 0.65 to 0.97; at width 1024 the three seeds
+    give means of 0.78 (W_ih) and 0.74 (W_hh))."""
+    x, y = add_batch(n=50, length=100, wraparound=True)
+    for width in (64, 256):
+        errs = {"input": [], "recurrent": [], "readout": []}
+        for seed in range(3):
+            model = al.RNN(1, width, key=jax.random.PRNGKey(100 * width + seed))
+            e = rec.update_relative_errors(model, rec.align_ada_authors_rnn, x, y)
+            for k in errs:
+                errs[k].append(e[k])
+        print(width, {k: np.round(v, 3) for k, v in errs.items()})
+        assert 0.7 <= np.mean(errs["recurrent"]) <= 0.9, width
+        assert 0.7 <= np.mean(errs["input"]) <= 0.9, width
+        assert max(errs["readout"]) < 1e-5
+
+
+def test_authors_ada_needs_an_rnn():
+    mlp = al.MLP(4, 8, 1, 2, key=jax.random.PRNGKey(0))
+    with pytest.raises(TypeError, match="RNN"):
+        rec.align_ada_authors_rnn.gradient(mlp, mlp, jnp.ones((2, 4)), jnp.ones((2, 2)), al.mse)
+
+
+# ------------------------------------------------------------------ quirk (c)
+
+
+def test_slot_initial_state_gives_each_batch_row_its_own_h0():
+    model = rec.with_slot_initial_state(al.RNN(1, 6, key=jax.random.PRNGKey(0)), 3)
+    w = jnp.arange(18.0).reshape(6, 3)
+    model = eqx.tree_at(lambda m: m.initial_state.weight, model, w)
+    h0 = model.initial_state(jnp.ones((3, 1)))
+    np.testing.assert_array_equal(h0, w.T)
+    # the gradient of a loss on row b reaches only column b
+    g = jax.grad(lambda v: model.initial_state.linear(v, jnp.ones((3, 1)))[1].sum())(w)
+    np.testing.assert_array_equal(g, jnp.zeros((6, 3)).at[:, 1].set(1.0))
+    with pytest.raises(ValueError, match="3 slots"):
+        model(jnp.ones((4, 5, 1)))
+    with pytest.raises(ValueError, match="slots"):
+        rec.with_slot_initial_state(al.RNN(1, 6, key=jax.random.PRNGKey(0)), 0)
+    with pytest.raises(TypeError, match="RNN"):
+        rec.with_slot_initial_state(al.MLP(4, 8, 1, 2, key=jax.random.PRNGKey(0)), 3)
+    # zero at initialisation, like the authors' init_state
+    fresh = rec.make_rnn(6, slot_state=3)(jax.random.PRNGKey(1))
+    assert fresh.initial_state.weight.shape == (6, 3) and not jnp.any(fresh.initial_state.weight)
+
+
+# ------------------------------------------------------------------ the generator
+
+
+def test_add_task_targets_by_hand_both_variants():
+    """x = 0 1 1 0 1 0 0 1 (t = 0..7), by hand from target_t = 0.5 + 0.5 x_(t-2) - 0.25 x_(t-5):
+    causal:      x_(t-2) = 0 0 0 1 1 0 1 0,  x_(t-5) = 0 0 0 0 0 0 1 1
+    wrap-around (the authors' np.roll, in a sequence with index >= 5, so no row is zeroed):
+                 x_(t-2) = 0 1 0 1 1 0 1 0,  x_(t-5) = 0 1 0 0 1 0 1 1
+    """
+    bits = np.array([0, 1, 1, 0, 1, 0, 0, 1])
+    causal = np.array([0.5, 0.5, 0.5, 1.0, 1.0, 0.5, 0.75, 0.25])
+    wrapped = np.array([0.5, 0.75, 0.5, 1.0, 0.75, 0.5, 0.75, 0.25])
+    np.testing.assert_array_equal(add_task_targets(bits[None]), causal[None])
+    y = add_task_targets(np.tile(bits, (6, 1)), wraparound=True)
+    np.testing.assert_array_equal(y[5], wrapped)
+    np.testing.assert_array_equal(y[0], np.full(8, 0.5))  # rows < 2: both lags zeroed
+    # the data set the chapter trains on uses exactly these targets
+    d = add_task(n_sequences=10, length=8, n_train=6, seed=1)
+    np.testing.assert_array_equal(d.y_train[..., 0], add_task_targets(d.x_train[..., 0]))
+
+
+def test_constant_predictor_losses_by_hand():
+    from alignlib.data import Dataset
+
+    y_train = np.array([[0.5, 1.0], [0.5, 0.5]], np.float32)[..., None]
+    y_test = np.array([[1.0, 0.25]], np.float32)[..., None]
+    d = Dataset("t", y_train, y_train, y_test, y_test, None, None, 1)
+    refs = rec.constant_predictor_losses(d)
+    assert refs["constant_0.5"] == pytest.approx(0.25 + 0.0625)
+    # training mean per step: 0.5 and 0.75
+    assert refs["training_mean"] == pytest.approx(0.25 + 0.25)
+
+
+# ------------------------------------------------------------------ sweep and summaries
+
+
+GPU_QUIRKS = {"wraparound": ["backprop", "align_ada", "align_zero", "readout"],
+              "authors_ada": ["align_ada"],
+              "authors_code": ["backprop", "align_ada", "align_zero", "readout"]}
+
+
+@pytest.fixture(scope="module")
+def small_sweep():  # 19 compiled training programs: the tests that use it are slow
+    """Every (setting, rule) combination the gpu profile runs, at a tiny size."""
+    runs = [("intended", r, w) for w in (4, 8)
+            for r in ("backprop", "align_ada", "align_zero", "align_prop", "readout")]
+    runs += [(s, r, 8) for s, rs in GPU_QUIRKS.items() for r in rs]
+    return rec.sweep(runs, epochs=2, lr=0.001, seeds=[0, 1], batch_size=10, n_sequences=30,
+                     length=8, n_train=20)
+
+
+@pytest.mark.slow
+def test_sweep_is_tidy_and_complete(small_sweep):
+    h = small_sweep
+    assert list(h.columns) == ["setting", "rule", "width", "run", "seed", "lr", "epoch",
+                               "metric", "value", "diverged"]
+    runs = h.groupby(["setting", "rule", "width"]).ngroups
+    assert runs == 10 + 9
+    assert set(h[h.setting == "authors_code"].rule) == {"backprop", "align_ada_authors_rnn",
+                                                        "align_zero", "readout"}
+    assert set(h.metric) == {"train_loss", "heldout_loss", "seconds", "output_distance",
+                             "relative_output_distance"}
+    losses = h[h.metric == "heldout_loss"]
+    assert set(losses.epoch) == {0, 1, 2} and set(losses.seed) == {0, 1}
+    assert np.isfinite(losses.value).all()
+    # distances: for every non-backprop rule of every (setting, width) that trained backprop
+    dist = h[h.metric == "relative_output_distance"]
+    assert set(dist.rule) == {"align_ada", "align_zero", "align_prop", "readout",
+                              "align_ada_authors_rnn"}
+    assert (dist.epoch == 2).all() and (dist.value > 0).all()
+    # same seed, same initial network: epoch-0 losses agree across rules of a setting
+    e0 = losses[(losses.epoch == 0) & (losses.setting == "intended") & (losses.width == 8)]
+    assert e0.groupby("seed").value.nunique().max() == 1
+    # ... and the readout-only network ends further from backprop than Align-zero's
+    d = dist[(dist.setting == "intended")].groupby(["rule", "width"]).value.mean()
+    assert d[("readout", 8)] > d[("align_zero", 8)]
+
+
+@pytest.mark.slow
+def test_best_losses_and_summary(small_sweep):
+    best = rec.best_losses(small_sweep)
+    one = small_sweep[(small_sweep.metric == "heldout_loss") & (small_sweep.epoch > 0)
+                      & (small_sweep.setting == "intended") & (small_sweep.rule == "backprop")
+                      & (small_sweep.width == 4) & (small_sweep.seed == 1)]
+    hit = best[(best.setting == "intended") & (best.rule == "backprop") & (best.width == 4)
+               & (best.seed == 1)]
+    assert hit.best.item() == one.value.min()
+    table = pd.DataFrame({"g": ["a"] * 3 + ["b"], "v": [1.0, 2.0, 3.0, 5.0]})
+    s = rec.summarize(table, "v", ["g"]).set_index("g")
+    # mean 2, sd 1, n 3: half-width t_{0.975, 2} / sqrt(3) = 4.3027 / 1.7321
+    assert s.loc["a", "mean"] == 2.0
+    assert s.loc["a", "hi"] - 2.0 == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
+    assert s.loc["b", "lo"] == s.loc["b", "hi"] == 5.0 and s.loc["b", "n"] == 1
+
+
+def test_output_distances_by_hand():
+    ref = np.zeros((2, 3, 4, 1))
+    init = np.ones((2, 3, 4, 1))
+    out = ref.copy()
+    out[1, :, 0] = 2.0  # run 1 differs by 2 at t = 0 in all 3 sequences
+    d = rec.output_distances(out, ref, init)
+    np.testing.assert_allclose(d["output_distance"], [0.0, 4.0])
+    np.testing.assert_allclose(d["relative_output_distance"], [0.0, np.sqrt(12 / 12)])
+
+
+def test_sweep_rejects_unknown_settings_and_rules():
+    with pytest.raises(ValueError, match="setting"):
+        rec.sweep([("authors", "backprop", 8)], epochs=1, lr=1e-3, seeds=[0])
+    with pytest.raises(ValueError, match="learning rule"):
+        rec.sweep([("intended", "bptt", 8)], epochs=1, lr=1e-3, seeds=[0])
+    assert rec.rule_for("authors_code", "align_ada") is rec.align_ada_authors_rnn
+    assert rec.rule_for("intended", "align_ada") is al.align_ada
+    assert rec.rule_for("authors_code", "align_zero") is al.align_zero
+
+
+# ------------------------------------------------------------------ timing
+
+
+def test_time_epochs_and_summary():
+    data = add_task(n_sequences=30, length=8, n_train=20)
+    t = rec.time_epochs(8, "backprop", epochs=3, data=data, batch_size=10)
+    assert set(t.metric) == {"train_seconds", "eval_seconds", "seconds", "cpu_seconds",
+                             "load_average", "heldout_loss"}
+    p = t.pivot(index="epoch", columns="metric", values="value")
+    np.testing.assert_allclose(p.seconds, p.train_seconds + p.eval_seconds, rtol=1e-9)
+    s = rec.timing_summary(t).iloc[0]
+    assert s.seconds_per_epoch == p.seconds.iloc[1:].median()
+    assert s.extrapolated_200_epochs_s == pytest.approx(p.seconds.iloc[0] + 199 * s.seconds_per_epoch)
+    assert np.isnan(s.authors_tf_s)  # no published time at width 8
+    fake = pd.DataFrame([{"rule": "backprop", "width": 256, "epoch": e, "metric": m, "value": v}
+                         for e in (1, 2, 3) for m, v in (("seconds", 1.0 if e == 1 else 0.1),
+                                                         ("train_seconds", 0.1),
+                                                         ("eval_seconds", 0.0),
+                                                         ("cpu_seconds", 0.2))])
+    s = rec.timing_summary(fake).iloc[0]
+    assert s.extrapolated_200_epochs_s == pytest.approx(1.0 + 199 * 0.1)
+    assert s.authors_tf_s == 30.0 and s.ratio_to_authors == pytest.approx(20.9 / 30.0)
+    assert s.cores_busy == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="epochs"):
+        rec.time_epochs(8, "backprop", epochs=0, data=data)
+
+
+def test_markdown_table():
+    t = pd.DataFrame({"width": [8, 16], "loss": [1.23456, np.nan], "rule": ["a", "b"]})
+    md = rec.markdown_table(t, formats={"width": "d", "loss": ".2f"})
+    assert md.splitlines() == ["| width | loss | rule |", "|---|---|---|",
+                               "| 8 | 1.23 | a |", "| 16 | – | b |"]
+
+
+def test_updates_at_initialisation_table():
+    data = add_task(n_sequences=12, length=10, n_train=10)
+    t = rec.updates_at_initialisation(16, data, batch_size=10)
+    assert set(t.site) == set(SITES)
+    ours = t[t.setting == "intended"]
+    assert set(ours.rule) == {"align_ada", "align_zero", "align_prop"}
+    assert ours.relative_error.max() < 1e-5
+    theirs = t[t.rule == "align_ada_authors_rnn"].set_index(["setting", "site"]).relative_error
+    assert theirs[("authors_ada", "recurrent")] > 0.3
+    assert theirs[("authors_code", "readout")] < 1e-5
+
+
+# ------------------------------------------------------------------ slow: chapter and benchmark
+
+
+@pytest.mark.slow
+def test_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from alignlib import book as B
+
+    monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
+    repo = Path(__file__).resolve().parents[1]
+    run = B.run_chapter(B.Book(repo), "recurrent", "tiny", recompute=True, echo=lambda *a: None)
+    assert run.ok, run.failure_message()
+    stores = list((tmp_path / "results" / "recurrent" / "tiny").glob("*/"))
+    assert len(stores) == 1
+    files = {p.name for p in stores[0].iterdir()}
+    assert {"best_loss.png", "training_curves.png", "distance_to_bptt.png", "timing.csv",
+            "init_updates.csv"} <= files
+
+
+@pytest.mark.slow
+def test_time_per_epoch_in_the_authors_setting():
+    """The benchmark of the chapter's section 5 at both of the authors' widths (256 and
+    1024, BPTT and Align-ada, 3 epochs each), printed beside the authors' TensorFlow
+    times. Wall-clock times depend on the machine and its load, so only sanity is
+    asserted; run with ``-s`` to read the numbers."""
+    timing = pd.concat([rec.time_epochs(w, r, epochs=3) for w in (256, 1024)
+                        for r in ("backprop", "align_ada")], ignore_index=True)
+    summary = rec.timing_summary(timing)
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary.round(3))
+    assert (summary.seconds_per_epoch > 0).all()
+    assert summary.authors_tf_s.notna().all()
