@@ -12,6 +12,7 @@ on, and never raises; the others carry on.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from dataclasses import dataclass
@@ -147,6 +148,25 @@ def make_evaluate(loss_fn: LossFn, batch_size: int, classification: bool) -> Cal
     return evaluate
 
 
+@functools.lru_cache(maxsize=128)
+def _compiled_epoch(rule: LearningRule, optimizer: str, loss_fn: LossFn, batch_size: int,
+                    predict: bool) -> Callable:
+    """The vmapped, jitted epoch, shared by every :func:`train` call with the same rule,
+    optimizer, loss and batch size, so equal shapes compile once (the learning rate
+    itself lives in each run's optimizer state)."""
+    opt = make_optimizer(optimizer, 1.0)
+    return eqx.filter_jit(eqx.filter_vmap(
+        make_epoch(rule, opt, loss_fn, batch_size, predict),
+        in_axes=(0, 0, 0, 0, 0, None, None, 0, 0)))
+
+
+@functools.lru_cache(maxsize=128)
+def _compiled_evaluate(loss_fn: LossFn, batch_size: int, classification: bool) -> Callable:
+    """The vmapped, jitted evaluation, shared across rules (it does not depend on them)."""
+    return eqx.filter_jit(eqx.filter_vmap(
+        make_evaluate(loss_fn, batch_size, classification), in_axes=(0, None, None)))
+
+
 def _stack(trees: Sequence[Any]):
     return jax.tree.map(lambda *a: jnp.stack(a) if eqx.is_array(a[0]) else a[0], *trees)
 
@@ -211,12 +231,8 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
 
     predicted = (jax.tree.map(jnp.zeros_like, eqx.filter(model, eqx.is_inexact_array))
                  if predict else None)
-    opt = make_optimizer(optimizer, lrs[0])  # the lr itself lives in each opt_state
-    epoch_fn = eqx.filter_jit(eqx.filter_vmap(
-        make_epoch(rule, opt, loss_fn, batch_size, predict),
-        in_axes=(0, 0, 0, 0, 0, None, None, 0, 0)))
-    eval_fn = eqx.filter_jit(eqx.filter_vmap(
-        make_evaluate(loss_fn, eval_batch_size, classification), in_axes=(0, None, None)))
+    epoch_fn = _compiled_epoch(rule, optimizer, loss_fn, batch_size, predict)
+    eval_fn = _compiled_evaluate(loss_fn, eval_batch_size, classification)
 
     rows: list[dict] = []
 
