@@ -1,0 +1,460 @@
+"""Tests for alignlib.layerwise: exact conv scores from tap Grams, layer scores of trained
+networks, the shuffled control, the probe estimator, the width sweep, the gpu profile's
+data path (fake KMNIST / CIFAR-10 files) and the alignment chapter itself."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import nbformat
+import numpy as np
+import pytest
+import yaml
+
+import alignlib as al
+from alignlib import layerwise as lw
+from alignlib.alignment import alignment_score
+from alignlib.data import load_digits
+from alignlib.rules import mse
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def stacked(model):
+    return jax.tree.map(lambda a: a[None] if eqx.is_array(a) else a, model)
+
+
+def slice_runs(tree, runs):
+    return jax.tree.map(lambda a: a[runs] if eqx.is_array(a) else a, tree)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits(n_train=200)
+
+
+# ---------------------------------------------------------------------------------------
+# Exact scores against the brute-force basis method of alignlib.alignment
+# ---------------------------------------------------------------------------------------
+
+
+CONV_CASES = [  # (H, W, k, stride, padding, c_in, c_out)
+    (5, 5, 3, 1, "SAME", 2, 3),
+    (8, 8, 3, 2, "SAME", 3, 2),
+    (7, 6, 3, 2, "SAME", 2, 2),
+    (6, 7, 3, 1, "VALID", 2, 4),
+    (4, 4, 3, 2, "SAME", 5, 3),
+    (5, 6, 2, 1, "SAME", 2, 2),
+    (9, 9, 3, 3, "SAME", 1, 4),
+]
+
+
+@pytest.mark.parametrize("form", ["taps", "pairs"])
+@pytest.mark.parametrize("case", CONV_CASES)
+def test_conv_score_from_tap_counts_is_exact(case, form):
+    H, W, k, s, pad, ci, co = case
+    rng = np.random.default_rng(hash(case) % 2**32)
+    a = rng.standard_normal((k, k, ci, co))
+    b = a + 0.7 * rng.standard_normal((k, k, ci, co)) * np.exp(-np.arange(co))
+    geo = lw.LayerGeometry("conv", "conv", a.shape, (H, W, ci), s, pad)
+    with jax.enable_x64(True):
+        expected = alignment_score(a, b, input_shape=(H, W, ci), stride=s, padding=pad)
+        got = float(lw.exact_alignments([jnp.asarray(a)], jnp.asarray(b), geo, conv_form=form)[0])
+        # the three Frobenius sums themselves, against the explicit Gram matrices
+        from alignlib.alignment import gram
+
+        ga = np.asarray(gram(a, input_shape=(H, W, ci), stride=s, padding=pad))
+        gb = np.asarray(gram(b, input_shape=(H, W, ci), stride=s, padding=pad))
+        sums = np.asarray(lw.gram_inner_products(jnp.asarray(a), jnp.asarray(b), geo,
+                                                 conv_form=form))
+    assert got == pytest.approx(expected, abs=1e-12)
+    np.testing.assert_allclose(sums, [np.sum(ga * gb), np.sum(ga * ga), np.sum(gb * gb)],
+                               rtol=1e-10)
+
+
+def test_conv_form_choice_prefers_the_cheaper_exact_evaluation():
+    stride1 = lw.conv_tap_counts((8, 8), (3, 3), 1)
+    stride2 = lw.conv_tap_counts((8, 8), (3, 3), 2)
+    assert stride1.shape == (9, 9, 9, 9)
+    # stride 2 uses only the tap pairs whose offset is even: 5 per axis, 25 of 81
+    assert len(lw._conv_form(stride2, 64, 64, 2, force="pairs").pair_i) == 25
+    assert lw._conv_form(stride2, 256, 256, 2).name == "pairs"
+    assert lw._conv_form(stride1, 256, 256, 2).name == "taps"
+    assert lw._conv_form(stride1, 1, 256, 2).name == "taps"  # a first layer: c_in = 1
+    with pytest.raises(ValueError, match="stride"):
+        lw.conv_tap_counts((8, 8), (3, 3), 0)
+    with pytest.raises(ValueError, match="padding"):
+        lw.conv_tap_counts((8, 8), (3, 3), 1, "FULL")
+
+
+@pytest.mark.parametrize("shape", [(7, 20), (20, 7)])
+def test_dense_score_matches_alignment_score_and_is_nan_for_zero_updates(shape):
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal(shape)
+    b = a + rng.standard_normal(shape)
+    geo = lw.LayerGeometry("dense 1", "dense", shape, (shape[1],), 1, "SAME")
+    with jax.enable_x64(True):
+        got = float(lw.exact_alignment(jnp.asarray(a), jnp.asarray(b), geo))
+        assert got == pytest.approx(alignment_score(a, b), abs=1e-12)
+        assert float(lw.exact_alignment(3.0 * jnp.asarray(a), jnp.asarray(a), geo)) == pytest.approx(1.0)
+    assert np.isnan(float(lw.exact_alignment(jnp.zeros(shape), jnp.asarray(b, jnp.float32), geo)))
+
+
+def test_random_dense_updates_score_about_m_over_m_plus_d_plus_1():
+    rng = np.random.default_rng(2)
+    for m, d in [(200, 20), (30, 30), (10, 100)]:
+        geo = lw.LayerGeometry("dense", "dense", (m, d), (d,), 1, "SAME")
+        scores = [float(lw.exact_alignment(jnp.asarray(rng.standard_normal((m, d)), jnp.float32),
+                                           jnp.asarray(rng.standard_normal((m, d)), jnp.float32), geo))
+                  for _ in range(40)]
+        assert np.mean(scores) == pytest.approx(lw.random_update_score(m, d), abs=0.02)
+    assert lw.random_update_score(1024, 64) == pytest.approx(1024 / 1089)
+    with pytest.raises(ValueError, match="`d`"):
+        lw.random_update_score(3, 0)
+
+
+# ---------------------------------------------------------------------------------------
+# Networks and geometry
+# ---------------------------------------------------------------------------------------
+
+
+def test_layer_geometry_of_the_paper_networks():
+    key = jax.random.PRNGKey(0)
+    mlp = lw.make_network("mlp", (8, 8, 1), 16, 10, key=key, depth=2)
+    geo = lw.layer_geometry(mlp)
+    assert [g.name for g in geo] == ["dense 1", "dense 2", "readout"]
+    assert [g.input_shape for g in geo] == [(64,), (16,), (16,)]
+    kmnist = lw.make_network("convnet", (28, 28, 1), 4, 10, key=key, strides=(1, 2, 2))
+    geo = lw.layer_geometry(stacked(kmnist))  # stacked networks work too
+    assert [g.name for g in geo] == ["conv 1", "conv 2", "conv 3", "readout"]
+    assert [g.input_shape for g in geo] == [(28, 28, 1), (28, 28, 4), (14, 14, 4), (4,)]
+    assert [g.stride for g in geo] == [1, 2, 2, 1]
+    cifar = lw.make_network("convnet", (32, 32, 3), 4, 10, key=key,
+                            strides=lw.PAPER_CONV_STRIDES["cifar10"])
+    shapes = [g.input_shape[:2] for g in lw.layer_geometry(cifar)[:-1]]
+    assert shapes == [(32, 32)] * 4 + [(16, 16)] * 2 + [(8, 8)]
+    with pytest.raises(ValueError, match="model"):
+        lw.make_network("resnet", (8, 8, 1), 4, 10, key=key)
+    with pytest.raises(ValueError, match="MLP or ConvNet"):
+        lw.layer_geometry(al.RNN(2, 4, key=key))
+
+
+@pytest.mark.slow
+def test_exact_scores_on_the_cifar_geometry_match_the_basis_method():
+    """Every layer of the 7-layer CIFAR-10 ConvNet (32x32 inputs, strides 1,1,1,2,1,2,1)."""
+    net = lw.make_network("convnet", (32, 32, 3), 3, 10, key=jax.random.PRNGKey(1),
+                          strides=lw.PAPER_CONV_STRIDES["cifar10"])
+    other = lw.make_network("convnet", (32, 32, 3), 3, 10, key=jax.random.PRNGKey(2),
+                            strides=lw.PAPER_CONV_STRIDES["cifar10"])
+    for geo, s, t in zip(lw.layer_geometry(net), al.sites(net), al.sites(other)):
+        a, b = s.weight, s.weight + 0.5 * t.weight
+        expected = alignment_score(a, b, input_shape=geo.input_shape if geo.kind == "conv" else None,
+                                   stride=geo.stride)
+        assert float(lw.exact_alignment(a, b, geo)) == pytest.approx(expected, abs=2e-5), geo.name
+
+
+@pytest.mark.parametrize("strides, rules", [
+    ((1, 2), ("backprop", "align_zero")),
+    pytest.param((2,), ("align_ada", "fa"), marks=pytest.mark.slow),
+])
+def test_matmul_grad_conv_has_the_same_function_and_gradients(strides, rules):
+    key = jax.random.PRNGKey(3)
+    plain = al.ConvNet((8, 8, 2), 6, 10, key=key, strides=strides)
+    fast = lw.make_network("convnet", (8, 8, 2), 6, 10, key=key, strides=strides)
+    assert all(isinstance(c, lw.MatmulGradConv) for c in fast.convs)
+    x = jax.random.uniform(jax.random.PRNGKey(4), (20, 8, 8, 2))
+    y = jax.random.normal(jax.random.PRNGKey(5), (20, 10))
+    np.testing.assert_allclose(fast(x), plain(x), rtol=1e-6, atol=1e-6)
+    for rule in rules:
+        r = al.get_rule(rule)
+        state_plain = r.init(plain, x, jax.random.PRNGKey(6))
+        state_fast = r.init(fast, x, jax.random.PRNGKey(6))
+        _, g_plain = r.gradient(plain, state_plain, x, y, mse)
+        _, g_fast = r.gradient(fast, state_fast, x, y, mse)
+        for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain)):
+            np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6, err_msg=rule)
+
+
+# ---------------------------------------------------------------------------------------
+# Scores of trained networks
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["mlp", pytest.param("convnet", marks=pytest.mark.slow)])
+def test_one_full_batch_step_from_init_aligns_exactly(model):
+    """After one full-batch step, W(1) - W(0) = -lr g_backprop(W0) = -lr g_align_zero(W0)."""
+    data = load_digits(n_train=50)
+    seeds = [0, 1]
+    result = al.train(lambda k: lw.make_network(model, (8, 8, 1), 16, 10, key=k), "backprop",
+                      data, epochs=1, learning_rates=5.0, seeds=seeds, batch_size=50,
+                      predict=True, epoch_metrics=lw.alignment_epoch_metrics(seeds),
+                      progress=False)
+    scores = lw.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
+    n_layers = 3 if model == "mlp" else 4
+    assert scores.shape == (2, n_layers)
+    np.testing.assert_allclose(scores, 1.0, atol=1e-5)
+    h = result.history
+    epoch1 = h[(h.epoch == 1) & h.metric.str.startswith("alignment@")]
+    assert len(epoch1) == 2 * n_layers and np.allclose(epoch1.value, 1.0, atol=1e-5)
+    dist = h[(h.epoch == 1) & h.metric.str.startswith("prediction_distance@")].value
+    assert (dist < 1e-4).all()
+    assert h[(h.epoch == 0) & h.metric.str.startswith("alignment@")].value.isna().all()
+    probe = lw.layer_alignment(result.models, result.initial, result.predicted, method="probe",
+                               n_batches=3, batch_size=50)
+    np.testing.assert_allclose(probe, 1.0, atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def trained_wide(digits):
+    """A width-256 MLP trained for 4 epochs with SGD at lr 5, two seeds."""
+    seeds = [3, 4]
+    return al.train(lambda k: lw.make_network("mlp", (8, 8, 1), 256, 10, key=k), "backprop",
+                    digits, epochs=4, learning_rates=5.0, seeds=seeds, predict=True,
+                    progress=False), seeds
+
+
+def test_shuffled_control_is_far_below_the_alignment_of_a_trained_wide_layer(trained_wide):
+    result, seeds = trained_wide
+    exact = lw.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
+    control = lw.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds,
+                                 control=True)
+    assert exact.shape == control.shape == (2, 3)
+    assert (exact > 0.95).all()
+    assert (control < 0.35).all()
+    assert (exact - control > 0.6).all()
+    # the control of a run depends only on its seed, not on its position in the stack
+    alone = lw.layer_alignment(*slice_runs((result.models, result.initial, result.predicted),
+                                           slice(1, 2)), seeds=seeds[1:], control=True)
+    np.testing.assert_allclose(alone[0], control[1], rtol=1e-6)
+
+
+def test_probe_estimator_agrees_with_the_exact_score(trained_wide):
+    result, seeds = trained_wide
+    sub = slice_runs((result.models, result.initial, result.predicted), slice(0, 1))
+    for control in (False, True):
+        exact = lw.layer_alignment(*sub, seeds=seeds[:1], control=control)
+        probe = lw.layer_alignment(*sub, seeds=seeds[:1], control=control, method="probe",
+                                   n_batches=20, key=jax.random.PRNGKey(7))
+        np.testing.assert_allclose(probe, exact, atol=0.02)
+
+
+def test_shuffled_control_is_a_permutation_of_the_trained_weights(trained_wide):
+    result, seeds = trained_wide
+    w = al.sites(result.models)[1].weight
+    w0 = al.sites(result.initial)[1].weight
+    (perms,) = lw.shuffle_permutations(seeds, [w[0].size])[:1]
+    control = np.asarray(lw._controls(w, w0, perms))
+    for r in range(2):
+        np.testing.assert_allclose(np.sort((control[r] + np.asarray(w0[r])).ravel()),
+                                   np.sort(np.asarray(w[r]).ravel()), atol=1e-5)
+    again = lw.shuffle_permutations(seeds, [w[0].size])[0]
+    np.testing.assert_array_equal(again, perms)
+    assert not np.array_equal(perms[0], perms[1])
+
+
+def test_layer_alignment_rejects_bad_arguments(trained_wide):
+    result, seeds = trained_wide
+    args = (result.models, result.initial, result.predicted)
+    with pytest.raises(ValueError, match="`method`"):
+        lw.layer_alignment(*args, method="monte-carlo")
+    with pytest.raises(ValueError, match="stacked"):
+        lw.layer_alignment(result.model(0), result.initial, result.predicted)
+    with pytest.raises(ValueError, match="predict=True"):
+        lw.layer_alignment(result.models, result.initial, None)
+    with pytest.raises(ValueError, match="one seed per run"):
+        lw.layer_alignment(*args, seeds=[0])
+    with pytest.raises(ValueError, match="n_batches"):
+        lw.layer_alignment(*args, method="probe", n_batches=0)
+    other = slice_runs(lw.make_network("mlp", (8, 8, 1), 32, 10, key=jax.random.PRNGKey(0)),
+                       slice(None))
+    with pytest.raises(ValueError, match="shapes"):
+        lw.layer_alignment(result.models, stacked(other), result.predicted)
+
+
+# ---------------------------------------------------------------------------------------
+# The width sweep
+# ---------------------------------------------------------------------------------------
+
+
+COLUMNS = ["experiment", "dataset", "model", "rule", "width", "lr", "seed", "epoch", "layer",
+           "layer_name", "kind", "n_out", "n_in", "metric", "value", "diverged"]
+
+
+@pytest.mark.slow
+def test_width_sweep_table_is_tidy_and_complete():
+    data = load_digits(n_train=100)
+    table = lw.alignment_width_sweep("convnet", data, [2, 4, 6], epochs=3, seeds=[0, 1],
+                                     probe_batches=2, probe_widths=[2])
+    assert list(table.columns) == COLUMNS
+    layers = table[table.layer > 0]
+    alignment = layers[layers.metric == "alignment"]
+    epochs = alignment.groupby("width").epoch.apply(lambda e: sorted(set(e)))
+    assert epochs[2] == epochs[6] == [0, 1, 2, 3]  # narrowest and widest: every epoch
+    assert epochs[4] == [3]  # the others: the last epoch only
+    assert alignment[alignment.epoch > 0].value.between(0, 1).all()
+    assert alignment[alignment.epoch == 0].value.isna().all()
+    probes = layers[layers.metric == "alignment_probe"]
+    assert set(probes.width) == {2} and set(probes.seed) == {0} and set(probes.epoch) == {3}
+    assert set(layers.metric) == {*lw.EPOCH_METRICS, "alignment_probe", "alignment_shuffled_probe"}
+    assert set(layers.layer_name) == {"conv 1", "conv 2", "conv 3", "readout"}
+    rows = layers[(layers.width == 6) & (layers.layer == 2)]
+    assert set(rows.n_in) == {6} and set(rows.n_out) == {6} and set(rows.kind) == {"conv"}
+    network = table[table.layer == 0]
+    assert {"heldout_accuracy", "train_loss", "sweep_seconds", "train_examples"} <= set(network.metric)
+    assert set(network[network.metric == "train_examples"].value) == {100}
+    summary = lw.width_summary(table)
+    assert set(summary.n_seeds) == {2, 1}  # probe scores come from the first seed only
+    pairs = lw.probe_pairs(table)
+    assert len(pairs) == 2 * 4 and set(pairs["update"]) == {"trained", "shuffled"}
+    assert pairs.difference.abs().max() < 0.2
+    for fig in (lw.plot_width_sweep(summary, input_dims={("digits", "mlp"): 64}),
+                lw.plot_epochs(table), lw.plot_probe_vs_exact(pairs)):
+        assert fig.axes and all(ax.get_xlabel() for ax in fig.axes)
+    with pytest.raises(ValueError, match="`model`"):
+        lw.alignment_width_sweep("rnn", data, [2], epochs=1)
+    with pytest.raises(ValueError, match="probe_runs"):
+        lw.alignment_width_sweep("mlp", data, [2], epochs=1, seeds=[0], probe_runs=2)
+
+
+# ---------------------------------------------------------------------------------------
+# The gpu profile's code path, on fake KMNIST / CIFAR-10 files
+# ---------------------------------------------------------------------------------------
+
+
+def gpu_profile() -> dict:
+    profiles = yaml.safe_load((REPO / "book" / "profiles.yml").read_text())["profiles"]
+    return profiles["gpu"]["chapters"]["alignment"]
+
+
+def sha256(path: Path) -> str:
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def idx_gz(path: Path, array: np.ndarray, magic: int) -> None:
+    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def fake_kmnist(folder: Path, n: int) -> dict:
+    """The two KMNIST training files in their published IDX format, random pixels."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    idx_gz(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
+    idx_gz(folder / "train-labels-idx1-ubyte.gz", np.arange(n) % 10, 2049)
+    return {p.name: sha256(p) for p in folder.iterdir()}
+
+
+def fake_cifar10(folder: Path, per_batch: int) -> dict:
+    """``cifar-10-binary.tar.gz`` with ``per_batch`` random records per batch file."""
+    rng = np.random.default_rng(1)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "cifar-10-binary.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
+            labels = (np.arange(per_batch) % 10).astype(np.uint8)
+            pixels = rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8)
+            payload = np.concatenate([labels[:, None], pixels], axis=1).tobytes()
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return {path.name: sha256(path)}
+
+
+def test_gpu_profile_names_the_papers_settings():
+    p = gpu_profile()
+    assert p["datasets"] == ["kmnist", "cifar10"] and p["n_train"] == 0
+    assert p["conv_widths"] == [8, 16, 32, 64, 128, 256, 512] and p["probe_batches"] == 100
+    from alignlib.book import notebook_parameters
+
+    defaults = {k: v.default for k, v in notebook_parameters(REPO / "book" / "alignment.ipynb").items()}
+    assert defaults["lr"] == 5.0  # the paper's alignment runs
+    assert defaults["epochs"]["kmnist"] == 100 and defaults["epochs"]["cifar10"] == 150
+    assert defaults["profile"] == "cpu" and defaults["datasets"] == ["digits"]
+    assert max(defaults["mlp_widths"]) >= 256 and max(defaults["conv_widths"]) >= 256
+    assert lw.PAPER_CONV_STRIDES["kmnist"] == (1, 2, 2)
+    assert lw.PAPER_CONV_STRIDES["cifar10"] == (1, 1, 1, 2, 1, 2, 1)
+
+
+@pytest.mark.slow
+def test_gpu_path_on_fake_kmnist_and_cifar10_files(tmp_path):
+    p = gpu_profile()
+    sums_k = fake_kmnist(tmp_path / "kmnist", 160)
+    sums_c = fake_cifar10(tmp_path / "cifar", 30)  # 150 training records
+    table = lw.alignment_experiments(
+        p["datasets"], n_train=p["n_train"], epochs={"kmnist": 1, "cifar10": 1}, lr=5.0,
+        seeds=[0], mlp_widths=[4], mlp_depth=2, conv_widths=[2, 3], probe_widths=[2],
+        probe_batches=1,
+        loader_kwargs={"kmnist": dict(cache_dir=tmp_path / "kmnist", checksums=sums_k, holdout=60),
+                       "cifar10": dict(cache_dir=tmp_path / "cifar", checksums=sums_c, holdout=50)})
+    assert set(zip(table.dataset, table.model)) == {("kmnist", "mlp"), ("kmnist", "convnet"),
+                                                    ("cifar10", "mlp"), ("cifar10", "convnet")}
+    last = lw.final_epoch(table)
+    scores = last[last.metric.isin(["alignment", "alignment_shuffled", "alignment_probe"])]
+    bad = scores[~scores.value.between(0, 1 + 1e-6)]
+    assert bad.empty, bad[["dataset", "model", "width", "layer", "metric", "value"]]
+    conv = last[(last.model == "convnet") & (last.metric == "alignment")]
+    assert conv[conv.dataset == "kmnist"].layer.max() == 4  # 3 convolutions + readout
+    assert conv[conv.dataset == "cifar10"].layer.max() == 8  # 7 convolutions + readout
+    mlp1 = last[(last.model == "mlp") & (last.layer == 1)]
+    assert set(mlp1[mlp1.dataset == "kmnist"].n_in) == {784}
+    assert set(mlp1[mlp1.dataset == "cifar10"].n_in) == {3072}
+    examples = last[last.metric == "train_examples"]
+    assert set(examples[examples.dataset == "kmnist"].value) == {100}
+    assert set(examples[examples.dataset == "cifar10"].value) == {100}
+    with pytest.raises(ValueError, match="strides"):
+        lw.alignment_experiments(["imagenet32"], n_train=0, epochs={"imagenet32": 1}, lr=5.0,
+                                 seeds=[0], mlp_widths=[], mlp_depth=2, conv_widths=[2],
+                                 probe_widths=[], probe_batches=1)
+    with pytest.raises(ValueError, match="epochs"):
+        lw.alignment_experiments(["digits"], n_train=100, epochs={}, lr=5.0, seeds=[0],
+                                 mlp_widths=[2], mlp_depth=1, conv_widths=[], probe_widths=[],
+                                 probe_batches=1)
+
+
+# ---------------------------------------------------------------------------------------
+# The chapter
+# ---------------------------------------------------------------------------------------
+
+
+def glued(nb_path: Path) -> dict[str, str]:
+    nb = nbformat.read(nb_path, as_version=4)
+    out = {}
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            data = o.get("data", {})
+            if "application/papermill.record/text/plain" in data:
+                text = data["application/papermill.record/text/plain"]
+                out[o["metadata"]["scrapbook"]["name"]] = text.strip("'")  # the record is a repr
+    return out
+
+
+@pytest.mark.slow
+def test_chapter_runs_in_tiny_profile_and_glues_every_number(tmp_path, monkeypatch):
+    from alignlib import book as B
+
+    monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
+    run = B.run_chapter(B.Book(REPO), "alignment", "tiny", recompute=True, echo=lambda *a: None)
+    assert run.ok, run.failure_message()
+    values = glued(run.output)
+    assert values["profile"] == "tiny"
+    nb = nbformat.read(REPO / "book" / "alignment.ipynb", as_version=4)
+    import re
+
+    used = {k for c in nb.cells if c.cell_type == "markdown"
+            for k in re.findall(r"\{glue:(?:text|md)\}`([^`]+)`", c.source)}
+    used |= {k for c in nb.cells if c.cell_type == "markdown"
+             for k in re.findall(r":::\{glue:figure\} (\S+)", c.source)}
+    assert used <= set(values), used - set(values)
+    (store,) = list((tmp_path / "results" / "alignment" / "tiny").glob("*/"))
+    files = {p.name for p in store.iterdir()}
+    assert {"alignment_sweep.csv", "alignment_vs_width.png", "alignment_vs_epoch.png",
+            "probe_vs_exact.png", "alignment_probe_pairs.csv"} <= files
+    assert float(values["probe_max_diff"]) < 0.2
