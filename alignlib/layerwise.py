@@ -69,7 +69,7 @@ import pandas as pd
 from jax import lax
 
 from alignlib._sites import Conv, Dense
-from alignlib.alignment import probe_alignment_score
+from alignlib.alignment import _dense_score_sums, probe_alignment_score
 from alignlib.data import Dataset
 from alignlib.models import MLP, ConvNet
 from alignlib.rules import sites
@@ -251,13 +251,7 @@ def conv_tap_counts(input_hw: Sequence[int], kernel_hw: Sequence[int], stride: i
 # --------------------------------------------------------------------------------------
 
 
-def _dense_sums(a: Array, b: Array) -> Array:
-    n_out, n_in = a.shape
-    if n_out <= n_in:
-        ab, aa, bb = a @ b.T, a @ a.T, b @ b.T
-        return jnp.stack([jnp.sum(ab * ab), jnp.sum(aa * aa), jnp.sum(bb * bb)])
-    ga, gb = a.T @ a, b.T @ b
-    return jnp.stack([jnp.sum(ga * gb), jnp.sum(ga * ga), jnp.sum(gb * gb)])
+_dense_sums = _dense_score_sums  # (<A^T A, B^T B>_F, ||A^T A||^2, ||B^T B||^2), smaller side
 
 
 def _taps_gram(w: Array) -> Array:

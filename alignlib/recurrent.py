@@ -568,31 +568,12 @@ def timing_summary(timing: pd.DataFrame, epochs_total: int = AUTHORS_SETTING["ep
 
 
 def markdown_table(table: pd.DataFrame, formats: dict | None = None, default: str = ".3g") -> str:
-    """A DataFrame as a Markdown (pipe) table; ``formats`` maps a column to a format spec
-    for its numbers (``default`` for the others). NaN prints as an en dash."""
-    formats = formats or {}
+    """A DataFrame as a Markdown pipe table (see :func:`alignlib.benchmarks.markdown_table`);
+    numbers default to 3 significant digits here."""
+    from alignlib.benchmarks import markdown_table as _markdown_table
 
-    def cell(column, value) -> str:
-        if isinstance(value, (float, np.floating)):
-            if not np.isfinite(value):
-                return "–"
-            spec = formats.get(column, default)
-            return format(int(round(value)) if spec.endswith("d") else float(value), spec)
-        if isinstance(value, (int, np.integer)) and column in formats:
-            return format(int(value), formats[column])
-        return str(value)
+    return _markdown_table(table, formats, default)
 
-    columns = [str(c) for c in table.columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
-    values = [table[c].tolist() for c in table.columns]  # per column: keeps int columns int
-    for i in range(len(table)):
-        lines.append("| " + " | ".join(cell(c, v[i]) for c, v in zip(table.columns, values)) + " |")
-    return "\n".join(lines)
-
-
-#: Matrix products of size ``batch x n`` by ``n x n`` per time step of one training step:
-#: BPTT runs the network forward (1) and back (the hidden sensitivity and the weight
-#: update, 2); Align-ada and Align-zero also run the initial network forward (4 in all).
 _MATMULS_PER_STEP = {"backprop": 3, "align_ada": 4, "align_zero": 4,
                      "align_ada_authors_rnn": 4}
 
