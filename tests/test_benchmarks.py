@@ -372,13 +372,17 @@ def test_imagenet_gpu_profile_path_on_fake_imagenet32_files(tmp_path):
 
 
 def glued(nb_path: Path) -> dict[str, str]:
+    from myst_nb.core.variables import format_plain_text
+
     nb = nbformat.read(nb_path, as_version=4)
     out = {}
     for cell in nb.cells:
         for o in cell.get("outputs", []):
             data = o.get("data", {})
             if "application/papermill.record/text/plain" in data:
-                out[o["metadata"]["scrapbook"]["name"]] = data["application/papermill.record/text/plain"]
+                # what {glue:text} pastes: myst-nb's own reading of the record
+                out[o["metadata"]["scrapbook"]["name"]] = format_plain_text(
+                    data["application/papermill.record/text/plain"], "")
     return out
 
 
