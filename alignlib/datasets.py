@@ -52,7 +52,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alignlib.data import Dataset, add_task, load_digits, one_hot_targets
+from alignlib.data import Dataset, _check_int, add_task, load_digits, one_hot_targets
 
 __all__ = [
     "DATASETS",
@@ -603,13 +603,7 @@ def _read_cifar_tar(path: Path, members: tuple[str, ...]) -> tuple[np.ndarray, n
 # ---------------------------------------------------------------------------------------
 
 
-def _check_count(name: str, value, *, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"`{name}` must be {bound}, got {value}.")
-    return int(value)
+_check_count = _check_int  # integer argument within bounds, ValueError naming it
 
 
 def _check_split(split: str) -> str:
