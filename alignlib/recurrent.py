@@ -25,8 +25,8 @@ This module adds what the chapter ``book/recurrent.ipynb`` needs beyond the libr
 * :func:`constant_predictor_losses`: the two reference lines (always 0.5; the training
   mean);
 * :func:`time_epochs` and :func:`timing_summary`: seconds per epoch in the authors'
-  setting, evaluation included as in their script, extrapolated to their 200 epochs and
-  set beside their TensorFlow times; :func:`epoch_flops` and :func:`matmul_gflops` turn
+  setting, test-set evaluation included (and, separately, a pass over the training set),
+  extrapolated to their 200 epochs and set beside their TensorFlow times; :func:`epoch_flops` and :func:`matmul_gflops` turn
   them into an arithmetic rate;
 * :func:`update_relative_errors` and :func:`updates_at_initialisation`: how far a rule's
   update is from backprop through time at initialisation, per site;
@@ -352,6 +352,9 @@ def sweep(runs: Iterable[tuple[str, str, int]], *, epochs: int, lr: float,
         result = train(make_rnn(width, slot_state=batch_size if setting.slot_state else None),
                        rule, data, epochs=epochs, learning_rates=lr, seeds=seeds,
                        batch_size=batch_size, loss_fn=sequence_mse, classification=False,
+                       # the whole test set in one batch, unless the per-slot initial
+                       # state needs batches of batch_size
+                       eval_batch_size=batch_size if setting.slot_state else len(data.x_test),
                        tags={"setting": setting.name, "width": width}, progress=progress)
         history = result.history
         x_test = jnp.asarray(data.x_test)
@@ -411,19 +414,27 @@ def time_epochs(width: int, rule: str | LearningRule, *, epochs: int, data: Data
                 slot_state: bool = False, seed: int = 0) -> pd.DataFrame:
     """Seconds per epoch of one network in the authors' setting, evaluation included.
 
-    Each epoch is what the authors' script does per epoch: one pass of SGD steps over the
-    shuffled training set (``alignlib.training.make_epoch``, a ``lax.scan`` over
-    minibatches of a ``lax.scan`` over time), then the loss on the test set and on the
-    training set (``make_evaluate``). Both are compiled once (in epoch 1, which therefore
-    includes compilation); each epoch's clock stops after the results are ready.
+    Each epoch is one pass of SGD steps over the shuffled training set
+    (``alignlib.training.make_epoch``: a ``lax.scan`` over minibatches of a ``lax.scan``
+    over time), then the loss on the test set (``make_evaluate``, the whole test set in one
+    batch, or in batches of ``batch_size`` with the per-slot initial state). That is all
+    the chapter records per epoch: its training loss is the mean over the epoch's steps.
+    A full pass over the training set, which a script may also run each epoch to print the
+    training loss, is timed separately after it. Every program is compiled in epoch 1,
+    which therefore includes compilation; each clock stops when its results are ready.
 
     ``data`` defaults to the authors' Add task (:data:`AUTHORS_SETTING`). Returns a tidy
-    DataFrame ``rule, width, epoch, metric, value`` with metrics ``train_seconds``,
-    ``eval_seconds``, ``seconds`` (their sum) and ``cpu_seconds`` (process CPU time of the
-    epoch: about twice ``seconds`` when XLA keeps both cores of a 2-core machine busy,
-    less when it does not or when other processes compete), ``load_average`` (the
-    machine's 1-minute load average when the epoch started: above the core count, other
-    processes competed for the cores) and ``heldout_loss``.
+    DataFrame ``rule, width, epoch, metric, value`` with metrics
+
+    * ``train_seconds`` (the SGD pass), ``eval_seconds`` (the test loss) and ``seconds``
+      (their sum: the epoch);
+    * ``train_eval_seconds`` (the extra pass over the training set) and
+      ``seconds_with_train_eval`` (``seconds`` plus it);
+    * ``cpu_seconds``: process CPU time of ``seconds`` (up to twice ``seconds`` when XLA
+      keeps both cores of a 2-core machine busy);
+    * ``load_average``: the machine's 1-minute load average when the epoch started (above
+      the core count, other processes competed for the cores);
+    * ``heldout_loss``.
     """
     rule = get_rule(rule) if not isinstance(rule, LearningRule) else rule
     if epochs < 1:
@@ -438,7 +449,12 @@ def time_epochs(width: int, rule: str | LearningRule, *, epochs: int, data: Data
     optimizer = make_optimizer("sgd", lr)
     opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
     epoch_fn = eqx.filter_jit(make_epoch(rule, optimizer, sequence_mse, batch_size))
-    evaluate = eqx.filter_jit(make_evaluate(sequence_mse, batch_size, classification=False))
+
+    def evaluator(n: int) -> Callable:
+        return eqx.filter_jit(make_evaluate(sequence_mse, batch_size if slot_state else n,
+                                            classification=False))
+
+    evaluate_test, evaluate_train = evaluator(len(x_test)), evaluator(len(x_train))
     diverged = jnp.zeros((), bool)
     rows = []
     for epoch in range(1, epochs + 1):
@@ -449,13 +465,15 @@ def time_epochs(width: int, rule: str | LearningRule, *, epochs: int, data: Data
                                                        x_train, y_train, None, None)
         jax.block_until_ready((model, loss))
         mid = time.perf_counter()
-        test = evaluate(model, x_test, y_test)
-        train_eval = evaluate(model, x_train, y_train)
-        jax.block_until_ready((test, train_eval))
+        test = jax.block_until_ready(evaluate_test(model, x_test, y_test))
         end, cpu_end = time.perf_counter(), time.process_time()
+        jax.block_until_ready(evaluate_train(model, x_train, y_train))
+        train_eval = time.perf_counter() - end
         for name, value in (("train_seconds", mid - start), ("eval_seconds", end - mid),
-                            ("seconds", end - start), ("cpu_seconds", cpu_end - cpu),
-                            ("load_average", load), ("heldout_loss", float(test["loss"]))):
+                            ("seconds", end - start), ("train_eval_seconds", train_eval),
+                            ("seconds_with_train_eval", end - start + train_eval),
+                            ("cpu_seconds", cpu_end - cpu), ("load_average", load),
+                            ("heldout_loss", float(test["loss"]))):
             rows.append({"rule": rule.name, "width": width, "epoch": epoch, "metric": name,
                          "value": float(value)})
     return pd.DataFrame(rows)
@@ -536,34 +554,39 @@ def updates_at_initialisation(width: int, data: Dataset, *, batch_size: int = 50
 
 def timing_summary(timing: pd.DataFrame, epochs_total: int = AUTHORS_SETTING["epochs"]
                    ) -> pd.DataFrame:
-    """Per rule and width of a :func:`time_epochs` table: the median seconds per epoch
-    after the first (evaluation included) and its CPU seconds (two fully used cores would
-    need half of that in wall time), the first epoch's seconds (compilation
-    included), the CPU cores kept busy (median ``cpu_seconds / seconds``), the machine's
-    median load average while timing, the time for
-    ``epochs_total`` epochs extrapolated as ``first + (epochs_total - 1) * median``, the
-    authors' TensorFlow time where :data:`AUTHORS_SECONDS_200_EPOCHS` has one, and the
-    ratio of ours to theirs (below 1: faster)."""
+    """Per rule and width of a :func:`time_epochs` table.
+
+    Columns: ``seconds_per_epoch`` (median over the epochs after the first: SGD pass and
+    test loss), its parts ``train_seconds_per_epoch`` and ``eval_seconds_per_epoch``,
+    ``cpu_seconds_per_epoch``, ``train_eval_seconds_per_epoch`` (the extra pass over the
+    training set), ``first_epoch_seconds`` (compilation included), ``cores_busy`` (median
+    ``cpu_seconds / seconds``), ``load_average`` (median while timing), the time for
+    ``epochs_total`` epochs extrapolated as ``first + (epochs_total - 1) * median``
+    without (``extrapolated_<N>_epochs_s``) and with (``..._with_train_eval_s``) the
+    training-set pass, the authors' TensorFlow time where
+    :data:`AUTHORS_SECONDS_200_EPOCHS` has one, and the ratios of ours to theirs (below 1:
+    faster)."""
     rows = []
     for (rule, width), g in timing.groupby(["rule", "width"]):
         p = g.pivot(index="epoch", columns="metric", values="value").sort_index()
         later = p.iloc[1:] if len(p) > 1 else p
-        per_epoch = float(later["seconds"].median())
-        first = float(p["seconds"].iloc[0])
-        total = first + (epochs_total - 1) * per_epoch
         theirs = AUTHORS_SECONDS_200_EPOCHS.get((rule, int(width))) if epochs_total == 200 else None
-        rows.append({"rule": rule, "width": int(width), "epochs_timed": len(p),
-                     "seconds_per_epoch": per_epoch,
-                     "cpu_seconds_per_epoch": float(later["cpu_seconds"].median()),
-                     "train_seconds_per_epoch": float(later["train_seconds"].median()),
-                     "eval_seconds_per_epoch": float(later["eval_seconds"].median()),
-                     "first_epoch_seconds": first,
-                     "cores_busy": float((later["cpu_seconds"] / later["seconds"]).median()),
-                     "load_average": float(later["load_average"].median())
-                     if "load_average" in later else np.nan,
-                     f"extrapolated_{epochs_total}_epochs_s": total,
-                     "authors_tf_s": np.nan if theirs is None else theirs,
-                     "ratio_to_authors": np.nan if theirs is None else total / theirs})
+        row = {"rule": rule, "width": int(width), "epochs_timed": len(p)}
+        for name, column in (("seconds_per_epoch", "seconds"),
+                             ("train_seconds_per_epoch", "train_seconds"),
+                             ("eval_seconds_per_epoch", "eval_seconds"),
+                             ("cpu_seconds_per_epoch", "cpu_seconds"),
+                             ("train_eval_seconds_per_epoch", "train_eval_seconds")):
+            row[name] = float(later[column].median())
+        row["first_epoch_seconds"] = float(p["seconds"].iloc[0])
+        row["cores_busy"] = float((later["cpu_seconds"] / later["seconds"]).median())
+        row["load_average"] = float(later["load_average"].median())
+        for suffix, column in (("", "seconds"), ("_with_train_eval", "seconds_with_train_eval")):
+            total = float(p[column].iloc[0]) + (epochs_total - 1) * float(later[column].median())
+            row[f"extrapolated_{epochs_total}_epochs{suffix}_s"] = total
+            row[f"ratio_to_authors{suffix}"] = np.nan if theirs is None else total / theirs
+        row["authors_tf_s"] = np.nan if theirs is None else theirs
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -582,14 +605,14 @@ def epoch_flops(width: int, rule: str, *, n_train: int = AUTHORS_SETTING["n_trai
                 n_test: int = AUTHORS_SETTING["n_sequences"] - AUTHORS_SETTING["n_train"],
                 length: int = AUTHORS_SETTING["length"]) -> float:
     """Floating-point operations of the recurrent matrix products in one epoch of
-    :func:`time_epochs` (training pass, then loss on the test and the training set):
+    :func:`time_epochs` (``seconds``: the training pass, then the loss on the test set):
     ``2 n^2`` per sequence, time step and product, with :data:`_MATMULS_PER_STEP` products
     per training step and one per evaluation step. The input, readout and element-wise
     work (O(n) per step) is left out. NaN for rules not in the table."""
     per = _MATMULS_PER_STEP.get(rule)
     if per is None:
         return float("nan")
-    return 2.0 * width * width * length * (per * n_train + n_test + n_train)
+    return 2.0 * width * width * length * (per * n_train + n_test)
 
 
 def matmul_gflops(width: int, rows: int = 5000, repeats: int = 5) -> float:

@@ -388,25 +388,44 @@ def test_sweep_rejects_unknown_settings_and_rules():
 def test_time_epochs_and_summary():
     data = add_task(n_sequences=30, length=8, n_train=20)
     t = rec.time_epochs(8, "backprop", epochs=3, data=data, batch_size=10)
-    assert set(t.metric) == {"train_seconds", "eval_seconds", "seconds", "cpu_seconds",
-                             "load_average", "heldout_loss"}
+    assert set(t.metric) == {"train_seconds", "eval_seconds", "seconds", "train_eval_seconds",
+                             "seconds_with_train_eval", "cpu_seconds", "load_average",
+                             "heldout_loss"}
     p = t.pivot(index="epoch", columns="metric", values="value")
     np.testing.assert_allclose(p.seconds, p.train_seconds + p.eval_seconds, rtol=1e-9)
+    np.testing.assert_allclose(p.seconds_with_train_eval, p.seconds + p.train_eval_seconds,
+                               rtol=1e-9)
+    assert (p.train_eval_seconds > 0).all()
     s = rec.timing_summary(t).iloc[0]
     assert s.seconds_per_epoch == p.seconds.iloc[1:].median()
     assert s.extrapolated_200_epochs_s == pytest.approx(p.seconds.iloc[0] + 199 * s.seconds_per_epoch)
+    assert s.extrapolated_200_epochs_with_train_eval_s == pytest.approx(
+        p.seconds_with_train_eval.iloc[0] + 199 * p.seconds_with_train_eval.iloc[1:].median())
     assert np.isnan(s.authors_tf_s)  # no published time at width 8
     fake = pd.DataFrame([{"rule": "backprop", "width": 256, "epoch": e, "metric": m, "value": v}
                          for e in (1, 2, 3) for m, v in (("seconds", 1.0 if e == 1 else 0.1),
                                                          ("train_seconds", 0.1),
                                                          ("eval_seconds", 0.0),
-                                                         ("cpu_seconds", 0.2))])
+                                                         ("train_eval_seconds", 0.05),
+                                                         ("seconds_with_train_eval",
+                                                          1.05 if e == 1 else 0.15),
+                                                         ("cpu_seconds", 0.2),
+                                                         ("load_average", 0.5))])
     s = rec.timing_summary(fake).iloc[0]
     assert s.extrapolated_200_epochs_s == pytest.approx(1.0 + 199 * 0.1)
     assert s.authors_tf_s == 30.0 and s.ratio_to_authors == pytest.approx(20.9 / 30.0)
+    assert s.ratio_to_authors_with_train_eval == pytest.approx((1.05 + 199 * 0.15) / 30.0)
     assert s.cores_busy == pytest.approx(2.0)
     with pytest.raises(ValueError, match="epochs"):
         rec.time_epochs(8, "backprop", epochs=0, data=data)
+
+
+def test_time_epochs_with_slot_state_evaluates_in_batches():
+    """The per-slot initial state needs batches of exactly ``batch_size`` sequences, also
+    when evaluating."""
+    data = add_task(n_sequences=30, length=6, n_train=20)
+    t = rec.time_epochs(8, "backprop", epochs=1, data=data, batch_size=10, slot_state=True)
+    assert np.isfinite(t[t.metric == "heldout_loss"].value).all()
 
 
 def test_markdown_table():
@@ -446,18 +465,3 @@ def test_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
     files = {p.name for p in stores[0].iterdir()}
     assert {"best_loss.png", "training_curves.png", "distance_to_bptt.png", "timing.csv",
             "init_updates.csv"} <= files
-
-
-@pytest.mark.slow
-def test_time_per_epoch_in_the_authors_setting():
-    """The benchmark of the chapter's section 5 at both of the authors' widths (256 and
-    1024, BPTT and Align-ada, 3 epochs each), printed beside the authors' TensorFlow
-    times. Wall-clock times depend on the machine and its load, so only sanity is
-    asserted; run with ``-s`` to read the numbers."""
-    timing = pd.concat([rec.time_epochs(w, r, epochs=3) for w in (256, 1024)
-                        for r in ("backprop", "align_ada")], ignore_index=True)
-    summary = rec.timing_summary(timing)
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(summary.round(3))
-    assert (summary.seconds_per_epoch > 0).all()
-    assert summary.authors_tf_s.notna().all()
