@@ -465,3 +465,14 @@ def test_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
     files = {p.name for p in stores[0].iterdir()}
     assert {"best_loss.png", "training_curves.png", "distance_to_bptt.png", "timing.csv",
             "init_updates.csv"} <= files
+
+
+def test_epoch_flops_and_reference_rate():
+    # three recurrent products per training step for BPTT, four for Align-ada, one per
+    # test-set step: 2 n^2 flops per sequence and step each
+    n, length = 256, 100
+    assert rec.epoch_flops(n, "backprop") == 2.0 * n * n * length * (3 * 300 + 100)
+    assert rec.epoch_flops(n, "align_ada") == 2.0 * n * n * length * (4 * 300 + 100)
+    assert np.isnan(rec.epoch_flops(n, "dfa"))
+    rate = rec.matmul_gflops(32, rows=64, repeats=3)
+    assert np.isfinite(rate) and rate > 0
