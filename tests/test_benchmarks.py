@@ -3,11 +3,8 @@ chapters, their statistics, and the gpu profiles' data paths on small fake files
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
 import math
-import tarfile
+import sys
 from pathlib import Path
 
 import nbformat
@@ -19,6 +16,9 @@ import yaml
 from alignlib import benchmarks as bench
 from alignlib import book as B
 from alignlib.data import load_digits
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fakedata import fake_cifar10, fake_imagenet32, fake_kmnist  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 T_975_2 = 4.302652729911275  # Student-t quantile t_{0.975} with 2 degrees of freedom
@@ -271,50 +271,6 @@ def gpu_profile(chapter: str) -> dict:
     return {**defaults, **(profiles["gpu"]["chapters"].get(chapter) or {})}
 
 
-def sha(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def idx_gz(path: Path, array: np.ndarray, magic: int) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
-
-
-def fake_kmnist(folder: Path, n: int) -> dict:
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    idx_gz(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
-    idx_gz(folder / "train-labels-idx1-ubyte.gz", np.arange(n) % 10, 2049)
-    return {p.name: sha(p) for p in folder.iterdir()}
-
-
-def fake_cifar10(folder: Path, per_batch: int) -> dict:
-    rng = np.random.default_rng(1)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "cifar-10-binary.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-            labels = rng.integers(0, 10, per_batch).astype(np.uint8)
-            pixels = rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8)
-            payload = np.concatenate([labels[:, None], pixels], axis=1).tobytes()
-            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return {path.name: sha(path)}
-
-
-def fake_imagenet32(folder: Path, per_batch: int, n_val: int) -> dict:
-    rng = np.random.default_rng(2)
-    folder.mkdir(parents=True, exist_ok=True)
-    names = [f"train_data_batch_{i}.npz" for i in range(1, 11)] + ["val_data.npz"]
-    for name in names:
-        n = n_val if name == "val_data.npz" else per_batch
-        np.savez(folder / name, data=rng.integers(0, 256, (n, 3072)).astype(np.uint8),
-                 labels=rng.integers(1, 1001, n))
-    return {name: sha(folder / name) for name in names}
-
-
 @pytest.mark.slow
 def test_rules_gpu_profile_path_on_fake_kmnist_files(tmp_path):
     p = gpu_profile("rules")
@@ -338,7 +294,7 @@ def test_rules_gpu_profile_path_on_fake_kmnist_files(tmp_path):
 def test_low_data_gpu_profile_path_on_fake_cifar10_files(tmp_path):
     p = gpu_profile("low_data")
     assert p["dataset"] == "cifar10" and p["arch"] == "convnet" and len(p["strides"]) == 7
-    sums = fake_cifar10(tmp_path / "cifar", 40)  # 200 training images in 5 batches
+    sums = fake_cifar10(tmp_path / "cifar", 40, random_labels=True)  # 200 training images in 5 batches
 
     def load(n):
         return bench.load_benchmark_data(p["dataset"], n_train=n, cache_dir=tmp_path / "cifar",

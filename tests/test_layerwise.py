@@ -4,10 +4,7 @@ data path (fake KMNIST / CIFAR-10 files) and the alignment chapter itself."""
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import io
-import tarfile
+import sys
 from pathlib import Path
 
 import equinox as eqx
@@ -23,6 +20,9 @@ from alignlib import layerwise as lw
 from alignlib.alignment import alignment_score
 from alignlib.data import load_digits
 from alignlib.rules import mse
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fakedata import fake_cifar10, fake_kmnist  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -331,41 +331,6 @@ def test_width_sweep_table_is_tidy_and_complete():
 def gpu_profile() -> dict:
     profiles = yaml.safe_load((REPO / "book" / "profiles.yml").read_text())["profiles"]
     return profiles["gpu"]["chapters"]["alignment"]
-
-
-def sha256(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def idx_gz(path: Path, array: np.ndarray, magic: int) -> None:
-    header = magic.to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
-
-
-def fake_kmnist(folder: Path, n: int) -> dict:
-    """The two KMNIST training files in their published IDX format, random pixels."""
-    rng = np.random.default_rng(0)
-    folder.mkdir(parents=True, exist_ok=True)
-    idx_gz(folder / "train-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)), 2051)
-    idx_gz(folder / "train-labels-idx1-ubyte.gz", np.arange(n) % 10, 2049)
-    return {p.name: sha256(p) for p in folder.iterdir()}
-
-
-def fake_cifar10(folder: Path, per_batch: int) -> dict:
-    """``cifar-10-binary.tar.gz`` with ``per_batch`` random records per batch file."""
-    rng = np.random.default_rng(1)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "cifar-10-binary.tar.gz"
-    with tarfile.open(path, "w:gz") as tar:
-        for name in [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]:
-            labels = (np.arange(per_batch) % 10).astype(np.uint8)
-            pixels = rng.integers(0, 256, (per_batch, 3072)).astype(np.uint8)
-            payload = np.concatenate([labels[:, None], pixels], axis=1).tobytes()
-            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
-            info.size = len(payload)
-            tar.addfile(info, io.BytesIO(payload))
-    return {path.name: sha256(path)}
 
 
 def test_gpu_profile_names_the_papers_settings():
