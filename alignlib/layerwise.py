@@ -28,7 +28,7 @@ What is here:
 * :func:`alignment_width_sweep`: train one network per width (several seeds in one
   vmapped program) and return a tidy table.
 * :func:`random_update_score`: what two *independent random* dense updates score.
-* :func:`make_network`: the MLP or ConvNet of the sweep (see :class:`MatmulGradConv`).
+* :func:`make_network`: the MLP or ConvNet of the sweep.
 
 Why the exact convolution score is cheap here
 --------------------------------------------
@@ -91,7 +91,6 @@ __all__ = [
     "shuffle_permutations",
     "exact_alignments",
     "make_network",
-    "MatmulGradConv",
     "final_epoch",
     "alignment_experiments",
     "width_summary",
@@ -576,68 +575,15 @@ def alignment_epoch_metrics(seeds: Sequence[int]) -> Callable:
 # --------------------------------------------------------------------------------------
 
 
-@partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv_same(x: Array, w: Array, stride: int) -> Array:
-    return lax.conv_general_dilated(x, w, (stride, stride), "SAME",
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
-
-
-def _conv_same_fwd(x, w, stride):
-    return _conv_same(x, w, stride), (x, w)
-
-
-def _conv_same_bwd(stride, residuals, g):
-    x, w = residuals
-    (dx,) = jax.vjp(lambda v: lax.conv_general_dilated(
-        v, w, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")), x)[1](g)
-    kh, kw = w.shape[:2]
-    (h_out, w_out) = g.shape[1:3]
-    pads = lax.padtype_to_pads(x.shape[1:3], (kh, kw), (stride, stride), "SAME")
-    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    # dW[i, j] = sum over batch and output positions of (input patch at tap (i, j)) g^T
-    taps = [jnp.einsum("bhwc,bhwo->co",
-                       xp[:, i:i + (h_out - 1) * stride + 1:stride,
-                          j:j + (w_out - 1) * stride + 1:stride, :], g)
-            for i in range(kh) for j in range(kw)]
-    dw = jnp.stack(taps).reshape(w.shape)
-    return dx, dw
-
-
-_conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
-
-
-class MatmulGradConv(Conv):
-    """:class:`alignlib.Conv` whose weight gradient is computed as per-tap matrix products.
-
-    The same function and the same gradients as the site it copies (to float rounding;
-    tested), so every learning rule treats it exactly as a ``Conv``. It exists because
-    XLA:CPU compiles the weight-gradient convolution inside a ``lax.scan`` body (the
-    training loop's epoch) into a slow generic loop: measured on 2 CPU cores, one epoch of
-    a width-128 ConvNet on the digits took 36 CPU-seconds with ``Conv`` and 2.4 with this
-    class (jax-ml/jax#12868 reports the same slowdown). Outside loops, or on GPU, the two
-    run at the same speed.
-    """
-
-    def __init__(self, conv: Conv):
-        self.weight, self.bias = conv.weight, conv.bias
-        self.init_std, self.hidden_input = conv.init_std, conv.hidden_input
-        self.multiplier, self.stride, self.normalize = conv.multiplier, conv.stride, conv.normalize
-
-    def linear(self, weight: Array, x: Array) -> Array:
-        return self.multiplier * _conv_same(x, weight, self.stride)
-
-
 def make_network(model: str, input_shape: Sequence[int], width: int, n_outputs: int, *,
                  key: Array, depth: int = 2, strides: Sequence[int] = (1, 2, 2)):
     """The networks of the sweep: ``"mlp"`` (``depth`` hidden ReLU layers) or ``"convnet"``
-    (the authors' ConvNet with ``strides``; its convolutions are :class:`MatmulGradConv`).
+    (the authors' ConvNet with ``strides``).
     NTK parameterisation, weights ``N(0, 1)``."""
     if model == "mlp":
         return MLP(tuple(input_shape), width, depth, n_outputs, key=key)
     if model == "convnet":
-        net = ConvNet(tuple(input_shape), width, n_outputs, key=key, strides=tuple(strides))
-        return eqx.tree_at(lambda m: m.convs, net,
-                           replace=tuple(MatmulGradConv(c) for c in net.convs))
+        return ConvNet(tuple(input_shape), width, n_outputs, key=key, strides=tuple(strides))
     raise ValueError(f"`model` must be one of {MODELS}, got {model!r}.")
 
 

@@ -160,28 +160,6 @@ def test_exact_scores_on_the_cifar_geometry_match_the_basis_method():
         assert float(lw.exact_alignment(a, b, geo)) == pytest.approx(expected, abs=2e-5), geo.name
 
 
-@pytest.mark.parametrize("strides, rules", [
-    ((1, 2), ("backprop", "align_zero")),
-    pytest.param((2,), ("align_ada", "fa"), marks=pytest.mark.slow),
-])
-def test_matmul_grad_conv_has_the_same_function_and_gradients(strides, rules):
-    key = jax.random.PRNGKey(3)
-    plain = al.ConvNet((8, 8, 2), 6, 10, key=key, strides=strides)
-    fast = lw.make_network("convnet", (8, 8, 2), 6, 10, key=key, strides=strides)
-    assert all(isinstance(c, lw.MatmulGradConv) for c in fast.convs)
-    x = jax.random.uniform(jax.random.PRNGKey(4), (20, 8, 8, 2))
-    y = jax.random.normal(jax.random.PRNGKey(5), (20, 10))
-    np.testing.assert_allclose(fast(x), plain(x), rtol=1e-6, atol=1e-6)
-    for rule in rules:
-        r = al.get_rule(rule)
-        state_plain = r.init(plain, x, jax.random.PRNGKey(6))
-        state_fast = r.init(fast, x, jax.random.PRNGKey(6))
-        _, g_plain = r.gradient(plain, state_plain, x, y, mse)
-        _, g_fast = r.gradient(fast, state_fast, x, y, mse)
-        for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_plain)):
-            np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6, err_msg=rule)
-
-
 # ---------------------------------------------------------------------------------------
 # Scores of trained networks
 # ---------------------------------------------------------------------------------------
