@@ -7,7 +7,6 @@ import math
 import sys
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +18,7 @@ from alignlib.data import load_digits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fakedata import fake_cifar10, fake_imagenet32, fake_kmnist  # noqa: E402
+from glue_records import glued  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 T_975_2 = 4.302652729911275  # Student-t quantile t_{0.975} with 2 degrees of freedom
@@ -325,21 +325,6 @@ def test_imagenet_gpu_profile_path_on_fake_imagenet32_files(tmp_path):
 
 
 # --------------------------------------------------------------------------- the chapters
-
-
-def glued(nb_path: Path) -> dict[str, str]:
-    from myst_nb.core.variables import format_plain_text
-
-    nb = nbformat.read(nb_path, as_version=4)
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            data = o.get("data", {})
-            if "application/papermill.record/text/plain" in data:
-                # what {glue:text} pastes: myst-nb's own reading of the record
-                out[o["metadata"]["scrapbook"]["name"]] = format_plain_text(
-                    data["application/papermill.record/text/plain"], "")
-    return out
 
 
 @pytest.mark.slow

@@ -23,6 +23,7 @@ from alignlib.rules import mse
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fakedata import fake_cifar10, fake_kmnist  # noqa: E402
+from glue_records import glued  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -365,18 +366,6 @@ def test_gpu_path_on_fake_kmnist_and_cifar10_files(tmp_path):
 # ---------------------------------------------------------------------------------------
 # The chapter
 # ---------------------------------------------------------------------------------------
-
-
-def glued(nb_path: Path) -> dict[str, str]:
-    nb = nbformat.read(nb_path, as_version=4)
-    out = {}
-    for cell in nb.cells:
-        for o in cell.get("outputs", []):
-            data = o.get("data", {})
-            if "application/papermill.record/text/plain" in data:
-                text = data["application/papermill.record/text/plain"]
-                out[o["metadata"]["scrapbook"]["name"]] = text.strip("'")  # the record is a repr
-    return out
 
 
 @pytest.mark.slow

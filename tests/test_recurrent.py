@@ -4,6 +4,9 @@ per-slot initial state, the Add-task targets, and the sweep / timing helpers."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -14,6 +17,9 @@ import pytest
 import alignlib as al
 from alignlib import recurrent as rec
 from alignlib.data import add_task, add_task_targets
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from unrolled_rnn import unrolled  # noqa: E402
 
 SITES = ("initial_state", "input", "recurrent", "readout")
 
@@ -32,28 +38,6 @@ def add_batch(n=20, length=30, seed=3, wraparound=False):
 
 
 # ------------------------------------------------------------------ unrolled references
-
-
-def unrolled(model, x, perturb=None):
-    """The RNN as a Python loop over time (no scan), from the model's weights.
-
-    Returns (outputs (B, T, 1), hidden states [h_1..h_T], inputs of the recurrence
-    [h_0..h_(T-1)], pre-activations [z_1..z_T]). ``perturb[t]`` is added to z_t.
-    """
-    s_in, s_rec, s_out, s_h0 = model.input, model.recurrent, model.readout, model.initial_state
-    ones = jnp.ones((x.shape[0], 1), x.dtype)
-    h = s_h0.linear(s_h0.weight, ones)
-    hs, prev, pre = [], [], []
-    for t in range(x.shape[1]):
-        prev.append(h)
-        z = s_in.linear(s_in.weight, x[:, t]) + s_in.bias + s_rec.linear(s_rec.weight, h)
-        if perturb is not None:
-            z = z + perturb[t]
-        pre.append(z)
-        h = jax.nn.relu(z)
-        hs.append(h)
-    out = s_out.linear(s_out.weight, jnp.stack(hs, 1)) + s_out.bias
-    return out, hs, prev, pre
 
 
 def bptt_by_hand(model, x, y, drop_readout_term=False):
@@ -452,8 +436,6 @@ def test_updates_at_initialisation_table():
 
 @pytest.mark.slow
 def test_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
-    from pathlib import Path
-
     from alignlib import book as B
 
     monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))

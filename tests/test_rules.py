@@ -1,6 +1,9 @@
 """Learning rules: exact equalities at initialisation, and each rule after training equals
 an independent computation of its definition (REFERENCE.md section 2)."""
 
+import sys
+from pathlib import Path
+
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -9,6 +12,9 @@ import pytest
 
 import alignlib as al
 from alignlib import rules as R
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from unrolled_rnn import unrolled  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -263,32 +269,16 @@ def test_align_ada_convnet_matches_authors_construction():
 # ---------------------------------------------------------------- RNN through time
 
 
-def rnn_unrolled(model, x, perturb=None):
-    """Python-loop RNN with optional pre-activation perturbations per time step."""
-    s_in, s_rec, s_out, s_h0 = model.input, model.recurrent, model.readout, model.initial_state
-    h = jnp.broadcast_to(s_h0.weight[:, 0], (x.shape[0], s_h0.weight.shape[0]))
-    hs, inputs, pre = [], [], []
-    for t in range(x.shape[1]):
-        inputs.append(h)
-        z = s_in.linear(s_in.weight, x[:, t]) + s_in.bias + s_rec.linear(s_rec.weight, h)
-        if perturb is not None:
-            z = z + perturb[t]
-        pre.append(z)
-        h = jax.nn.relu(z)
-        hs.append(h)
-    hs = jnp.stack(hs, 1)
-    return s_out.linear(s_out.weight, hs) + s_out.bias, hs, inputs, pre
-
-
 def test_align_ada_rnn_is_initial_sensitivity_times_current_input():
     with jax.enable_x64(True):
         model0, x, y, loss_fn = make_case("rnn", jax.random.PRNGKey(6))
         model = train_a_little(model0, x, y, loss_fn, steps=5, lr=0.02)
-        out, hs, prev, _ = rnn_unrolled(model, x)
+        out, hs, prev, _ = unrolled(model, x)
+        hs = jnp.stack(hs, 1)
         e = jax.grad(lambda f: loss_fn(f, y))(out)
-        _, _, _, pre0 = rnn_unrolled(model0, x)
+        _, _, _, pre0 = unrolled(model0, x)
         zeros = [jnp.zeros_like(z) for z in pre0]
-        _, vjp = jax.vjp(lambda p: rnn_unrolled(model0, x, p)[0], zeros)
+        _, vjp = jax.vjp(lambda p: unrolled(model0, x, p)[0], zeros)
         deltas0 = vjp(e)[0]  # includes the readout's direct term at every step
         m_rec, m_in = model.recurrent.multiplier, model.input.multiplier
         d_rec = sum(m_rec * d.T @ h for d, h in zip(deltas0, prev))
