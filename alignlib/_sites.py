@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from functools import partial
 from typing import Any, Callable, Literal, NamedTuple
 
@@ -90,6 +91,14 @@ def _init_weight(key: Array, shape: tuple[int, ...], fan_in: int, parameterizati
     return std * jax.random.normal(key, shape), multiplier, std
 
 
+def check_bias_multiplier(value) -> float:
+    """``beta`` as a float; a clear error unless it is a finite number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0:
+        raise ValueError(f"bias_multiplier must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
 def _lax_conv_same(x: Array, w: Array, stride: int) -> Array:
     return lax.conv_general_dilated(x, w, (stride, stride), "SAME",
                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -140,7 +149,7 @@ conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
 class Site(eqx.Module):
-    """A weighted layer: ``post(linear(weight, x) + bias)``.
+    """A weighted layer: ``post(linear(weight, x) + beta * bias)``.
 
     Subclasses define :meth:`linear` (linear in ``weight`` and in ``x``, multiplier
     included) and optionally :meth:`post`. Static fields:
@@ -148,13 +157,18 @@ class Site(eqx.Module):
     * ``init_std``: standard deviation the weight was drawn with (FA draws its feedback
       weights from the same distribution);
     * ``hidden_input``: whether this site's input is the output of a hidden layer, which
-      is where direct feedback alignment delivers the error.
+      is where direct feedback alignment delivers the error;
+    * ``bias_multiplier``: ``beta``, the forward multiplier of the bias (neural-tangents'
+      ``b_std``). The bias starts at zero, so ``beta`` leaves the initial network alone
+      and scales the bias's share of the NTK by ``beta**2``; ``beta = 0`` makes the bias
+      inert (zero gradient).
     """
 
     weight: Array
     bias: Array | None
     init_std: float = eqx.field(static=True)
     hidden_input: bool = eqx.field(static=True)
+    bias_multiplier: float = eqx.field(static=True)
 
     def linear(self, weight: Array, x: Array) -> Array:
         raise NotImplementedError
@@ -167,25 +181,28 @@ class Site(eqx.Module):
 
     def affine(self, x: Array, linear_out: Array | None = None) -> Array:
         h = self.linear(self.weight, x) if linear_out is None else linear_out
-        return h if self.bias is None else h + self.bias
+        return h if self.bias is None else h + self.bias_multiplier * self.bias
 
 
 class Dense(Site):
     """Dense site. ``weight``: ``(n_out, n_in)``; input ``(..., n_in)`` -> ``(..., n_out)``.
 
-    NTK parameterisation: ``h = W x / sqrt(n_in) + b`` with ``W ~ N(0, 1)``;
-    standard: ``h = W x + b`` with ``W ~ N(0, 1/n_in)``. Biases start at zero.
+    NTK parameterisation: ``h = W x / sqrt(n_in) + beta b`` with ``W ~ N(0, 1)``;
+    standard: ``h = W x + beta b`` with ``W ~ N(0, 1/n_in)``. Biases start at zero;
+    ``beta = bias_multiplier`` (default 1).
     """
 
     multiplier: float = eqx.field(static=True)
 
     def __init__(self, n_in: int, n_out: int, *, key: Array,
                  parameterization: Parameterization = "ntk", bias: bool = True,
-                 hidden_input: bool = False, zero_init: bool = False):
+                 hidden_input: bool = False, zero_init: bool = False,
+                 bias_multiplier: float = 1.0):
         if n_in < 1:
             raise ValueError(f"n_in must be >= 1, got {n_in}")
         if n_out < 1:
             raise ValueError(f"n_out must be >= 1, got {n_out}")
+        self.bias_multiplier = check_bias_multiplier(bias_multiplier)
         self.weight, self.multiplier, self.init_std = _init_weight(
             key, (n_out, n_in), n_in, parameterization, zero_init)
         self.bias = jnp.zeros((n_out,)) if bias else None
@@ -209,7 +226,9 @@ class Conv(Site):
 
     def __init__(self, c_in: int, c_out: int, *, key: Array, kernel_size: int = 3,
                  stride: int = 1, parameterization: Parameterization = "ntk",
-                 normalize: bool = True, hidden_input: bool = False):
+                 normalize: bool = True, hidden_input: bool = False,
+                 bias_multiplier: float = 1.0):
+        self.bias_multiplier = check_bias_multiplier(bias_multiplier)
         if c_out < 1:
             raise ValueError(f"width (c_out) must be >= 1, got {c_out}")
         if stride < 1:

@@ -137,7 +137,7 @@ def _require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> 
 
 def model_factory(arch: str, input_shape: Sequence[int], n_outputs: int, width: int, *,
                   depth: int = 2, strides: Sequence[int] = (1, 2, 2),
-                  parameterization: str = "ntk") -> Callable:
+                  parameterization: str = "ntk", bias_multiplier: float = 1.0) -> Callable:
     """``make_model(key)`` for :func:`~alignlib.training.train`.
 
     ``arch="mlp"``: :class:`~alignlib.models.MLP` with ``depth`` hidden layers of
@@ -146,6 +146,8 @@ def model_factory(arch: str, input_shape: Sequence[int], n_outputs: int, width: 
     entry of ``strides`` (KMNIST ``(1, 2, 2)``, CIFAR-10 ``(1, 1, 1, 2, 1, 2, 1)``).
     ``parameterization``: ``"ntk"`` (weights N(0, 1) times ``1/sqrt(fan_in)`` in the
     forward pass) or ``"standard"`` (weights N(0, 1/fan_in), no multiplier).
+    ``bias_multiplier``: ``beta`` of every bias (``h = ... + beta b``); it sets the
+    biases' share ``beta**2`` of the NTK.
     """
     from alignlib.models import MLP, ConvNet
 
@@ -159,11 +161,13 @@ def model_factory(arch: str, input_shape: Sequence[int], n_outputs: int, width: 
     if arch == "mlp":
         _int_list("depth", [depth])
         return lambda key: MLP(input_shape, width=width, depth=depth, n_outputs=n_outputs,
-                               key=key, parameterization=parameterization)
+                               key=key, parameterization=parameterization,
+                               bias_multiplier=bias_multiplier)
     if len(input_shape) != 3:
         raise ValueError(f"arch='convnet' needs images (H, W, C), got input shape {input_shape}")
     return lambda key: ConvNet(input_shape, width=width, n_outputs=n_outputs, key=key,
-                               strides=strides, parameterization=parameterization)
+                               strides=strides, parameterization=parameterization,
+                               bias_multiplier=bias_multiplier)
 
 
 def with_target_offset(data: Dataset, offset: float) -> Dataset:

@@ -654,12 +654,18 @@ def _execute_job(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def results_folder(book: Book) -> Path:
+    """Where chapters run by the pipeline store results: ``$ALIGNBOOK_RESULTS`` or
+    ``<book>/results``."""
+    return Path(os.environ.get(_results.RESULTS_ENV) or book.root / "results")
+
+
 def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompute: bool) -> dict[str, Any]:
     nb = book.notebook(chapter)
     env = {
         "JUPYTER_PATH": os.pathsep.join(
             [str(_kernel_dir(book))] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]),
-        _results.RESULTS_ENV: os.environ.get(_results.RESULTS_ENV) or str(book.root / "results"),
+        _results.RESULTS_ENV: str(results_folder(book)),
         _results.MANIFEST_ENV: str(output.with_name(f".{output.stem}.stores.jsonl")),
         _results.RECOMPUTE_ENV: "1" if recompute else os.environ.get(_results.RECOMPUTE_ENV, ""),
         "PYTHONUNBUFFERED": "1",
@@ -807,6 +813,30 @@ def _vendor_mathjax(staging: Path) -> bool:
     return True
 
 
+#: Markers in a Markdown page that :func:`render_site` replaces with the scorecard.
+SCORECARD_MARK = "<!-- scorecard: table -->"
+VERDICTS_MARK = "<!-- scorecard: verdicts -->"
+
+
+def _fill_scorecard(book: Book, staging: Path, profile: str, chapters: Sequence[str]) -> None:
+    """Replace the scorecard markers in the staged Markdown pages with the claims that
+    ``chapters`` (those rendered) recorded for ``profile``."""
+    from alignlib import claims as _claims
+
+    pages = [p for p in staging.rglob("*.md") if "_build" not in p.parts]
+    pages = [p for p in pages if SCORECARD_MARK in p.read_text(encoding="utf-8")]
+    if not pages:
+        return
+    found = _claims.collect_claims(profile, results_folder(book), chapters)
+    table = (_claims.scorecard_markdown(found) if found else
+             f"No chapter has recorded claims for the {profile} profile yet.")
+    verdicts = "\n".join(f"- **{v}**: {m}." for v, m in _claims.VERDICT_MEANINGS.items())
+    for page in pages:
+        text = page.read_text(encoding="utf-8")
+        page.write_text(text.replace(SCORECARD_MARK, table).replace(VERDICTS_MARK, verdicts),
+                        encoding="utf-8")
+
+
 def render_site(book: Book, profile: str, echo=print) -> Path:
     """Render the site from ``_build/executed/<profile>`` with Jupyter Book
     (``-W --keep-going``: any Sphinx warning fails the build). Chapters with no
@@ -832,6 +862,8 @@ def render_site(book: Book, profile: str, echo=print) -> Path:
         else:
             target.unlink(missing_ok=True)
             missing.append(_strip_suffix(nb.relative_to(book.root).as_posix()))
+    _fill_scorecard(book, staging, profile,
+                    [c for c in book.chapters() if book.executed_path(profile, c).is_file()])
     config = dict(book.config)
     if _vendor_mathjax(staging):
         sphinx_cfg = dict(config.get("sphinx") or {})

@@ -17,6 +17,7 @@ Run it from the book's folder (the one with ``_toc.yml``) or below it, or give
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import textwrap
 import time
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
               alignbook build --profile gpu --chapters alignment,rules
               alignbook run alignment --profile cpu -p widths "[64, 256]" -p lr 5.0
               alignbook params alignment --profile gpu
+              alignbook claims --profile cpu
 
             Executed notebooks go to _build/executed/<profile>/, single runs to
             _build/runs/<profile>/, the site to _build/<profile>/html/ (the link
@@ -76,6 +78,13 @@ def _parser() -> argparse.ArgumentParser:
     p_params = sub.add_parser("params", parents=[common], help="list chapters, their parameters and a profile's values")
     p_params.add_argument("chapter", nargs="?", default=None)
     p_params.add_argument("--profile", default="cpu")
+
+    p_claims = sub.add_parser(
+        "claims", parents=[common], help="the scorecard: every checked claim of every chapter with its verdict",
+        description="Print the claims that the chapters checked with a profile (from the claims.json "
+                    "in each chapter's results folder), with their verdicts.")
+    p_claims.add_argument("--profile", default="cpu", help="profile from book/profiles.yml (default: cpu)")
+    p_claims.add_argument("--json", action="store_true", help="print JSON (one object per claim)")
 
     p_bench = sub.add_parser(
         "bench", parents=[common], help="time one compiled training step of every rule against backprop",
@@ -203,6 +212,30 @@ def _cmd_run(args, book: _book.Book) -> int:
     return 0
 
 
+def _cmd_claims(args, book: _book.Book) -> int:
+    from alignlib import claims as _claims
+
+    profiles = _book.load_profiles(book)
+    if args.profile not in profiles:
+        raise _book.BookError(f"unknown profile {args.profile!r}; defined: {', '.join(profiles)}")
+    found = _claims.collect_claims(args.profile, _book.results_folder(book), list(book.chapters()))
+    if args.json:
+        import dataclasses
+
+        print(json.dumps([dataclasses.asdict(c) for c in found], indent=2))
+        return 0
+    if not found:
+        print(f"No claims recorded for profile {args.profile!r} yet: run "
+              f"`alignbook build --profile {args.profile}` first.")
+        return 0
+    width = max(len(f"{c.chapter}/{c.claim}") for c in found)
+    for c in found:
+        print(f"{c.chapter + '/' + c.claim:<{width}}  {c.verdict:<27} {c.quantity}: {c.measured}")
+    counts = {v: sum(c.verdict == v for c in found) for v in _claims.VERDICTS}
+    print(f"{len(found)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.items() if n))
+    return 0
+
+
 def _cmd_params(args, book: _book.Book) -> int:
     profiles = _book.load_profiles(book)
     if args.profile not in profiles:
@@ -245,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         book = _book.Book(args.root if args.root is not None else _results.project_root())
         handler = {"build": _cmd_build, "run": _cmd_run, "params": _cmd_params,
-                   "new": _cmd_new}[args.command]
+                   "new": _cmd_new, "claims": _cmd_claims}[args.command]
         return handler(args, book)
     except (_book.ChapterFailed, _book.SiteFailed) as exc:
         print(f"alignbook: {exc}", file=sys.stderr)

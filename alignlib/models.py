@@ -34,9 +34,11 @@ def _check_input(x, expected: tuple[int, ...], what: str) -> None:
 class MLP(eqx.Module):
     """ReLU multilayer perceptron.
 
-    ``h^1 = W^1 x / sqrt(d) + b^1``, ``h^(l+1) = W^(l+1) relu(h^l) / sqrt(n) + b^(l+1)``,
-    output ``f = h^(depth+1)``. Input ``(batch, *input_shape)`` (flattened to ``d``
-    features), output ``(batch, n_outputs)``.
+    ``h^1 = W^1 x / sqrt(d) + beta b^1``,
+    ``h^(l+1) = W^(l+1) relu(h^l) / sqrt(n) + beta b^(l+1)``, output ``f = h^(depth+1)``.
+    Input ``(batch, *input_shape)`` (flattened to ``d`` features), output
+    ``(batch, n_outputs)``. ``beta = bias_multiplier`` (default 1): every bias enters the
+    NTK with weight ``beta**2`` (:func:`alignlib.kernels.ntk` with ``bias_in_ntk=beta**2``).
     """
 
     layers: tuple[Dense, ...]
@@ -44,7 +46,8 @@ class MLP(eqx.Module):
     input_shape: tuple[int, ...] = eqx.field(static=True)
 
     def __init__(self, input_shape: int | Sequence[int], width: int, depth: int,
-                 n_outputs: int, *, key: Array, parameterization: Parameterization = "ntk"):
+                 n_outputs: int, *, key: Array, parameterization: Parameterization = "ntk",
+                 bias_multiplier: float = 1.0):
         input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
         for dim in input_shape:
             _check_positive("input_shape entries", dim)
@@ -58,10 +61,11 @@ class MLP(eqx.Module):
         sizes = [d] + [width] * depth
         self.layers = tuple(
             Dense(sizes[i], sizes[i + 1], key=keys[i], parameterization=parameterization,
-                  hidden_input=i > 0)
+                  hidden_input=i > 0, bias_multiplier=bias_multiplier)
             for i in range(depth))
         self.readout = Dense(width, n_outputs, key=keys[-1],
-                             parameterization=parameterization, hidden_input=True)
+                             parameterization=parameterization, hidden_input=True,
+                             bias_multiplier=bias_multiplier)
         self.input_shape = input_shape
 
     def sites(self) -> tuple[Site, ...]:
@@ -91,7 +95,7 @@ class ConvNet(eqx.Module):
 
     def __init__(self, input_shape: Sequence[int], width: int, n_outputs: int, *,
                  key: Array, strides: Sequence[int] = (1, 2, 2), kernel_size: int = 3,
-                 parameterization: Parameterization = "ntk"):
+                 parameterization: Parameterization = "ntk", bias_multiplier: float = 1.0):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3:
             raise ValueError(f"input_shape must be (H, W, C), got {input_shape!r}")
@@ -108,10 +112,11 @@ class ConvNet(eqx.Module):
         self.convs = tuple(
             Conv(channels[i], channels[i + 1], key=keys[i], stride=s,
                  kernel_size=kernel_size, parameterization=parameterization,
-                 hidden_input=i > 0)
+                 hidden_input=i > 0, bias_multiplier=bias_multiplier)
             for i, s in enumerate(strides))
         self.readout = Dense(width, n_outputs, key=keys[-1],
-                             parameterization=parameterization, hidden_input=True)
+                             parameterization=parameterization, hidden_input=True,
+                             bias_multiplier=bias_multiplier)
         self.input_shape = input_shape
 
     def sites(self) -> tuple[Site, ...]:

@@ -403,6 +403,13 @@ class ResultStore:
         self._record(path)
         return path
 
+    def save_json(self, obj: Any, name: str) -> Path:
+        """Save JSON-able ``obj`` as ``<name>.json`` (atomically, sorted keys) and record it."""
+        path = self._file(name, ".json")
+        _write_text_atomic(path, json.dumps(_jsonable(obj), indent=2, sort_keys=True) + "\n")
+        self._record(path)
+        return path
+
     def load_table(self, name: str) -> pd.DataFrame:
         """Load ``<name>.csv``; raise ``IncompleteResultError`` if it is missing or
         not recorded as complete (e.g. a run died before recording it)."""

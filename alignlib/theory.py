@@ -99,9 +99,9 @@ def relative_distance(a: Array, b: Array) -> float:
 def mlp_ntk(model: MLP, x: Array, output: int = 0) -> Array:
     """Empirical NTK ``(N, N)`` of one output unit of an MLP (weights and biases).
 
-    For a dense site ``h = m W a + b`` with sensitivity ``delta = df/dh``:
+    For a dense site ``h = m W a + beta b`` with sensitivity ``delta = df/dh``:
     ``<df/dW(x), df/dW(x')> = m^2 (a . a') (delta . delta')`` and
-    ``<df/db(x), df/db(x')> = delta . delta'``.
+    ``<df/db(x), df/db(x')> = beta^2 delta . delta'``.
     """
     if not isinstance(model, MLP):
         raise ValueError(f"mlp_ntk needs an MLP, got {type(model).__name__}")
@@ -129,7 +129,7 @@ def mlp_ntk(model: MLP, x: Array, output: int = 0) -> Array:
         dd = d @ d.T
         theta = theta + layer.multiplier ** 2 * (a_in @ a_in.T) * dd
         if layer.bias is not None:
-            theta = theta + dd
+            theta = theta + layer.bias_multiplier ** 2 * dd
     return theta
 
 

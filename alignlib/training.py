@@ -26,6 +26,7 @@ import optax
 import pandas as pd
 from tqdm import tqdm
 
+from alignlib.convergence import MIN_EPOCHS, check_tolerance, has_converged
 from alignlib.rules import LearningRule, LossFn, align_zero, get_rule, mse
 
 Array = jax.Array
@@ -128,11 +129,38 @@ def make_epoch(rule: LearningRule, optimizer: optax.GradientTransformation,
     return epoch
 
 
+def evaluation_batches(n: int, batch_size: int) -> list[tuple[int, int, int]]:
+    """How :func:`train` splits ``n`` held-out examples: every example exactly once, in
+    ``ceil(n / batch_size)`` batches whose sizes differ by at most one (so batch-norm
+    statistics never come from a tiny remainder batch).
+
+    Returns ``[(start, n_batches, size), ...]``: at most two groups of equal-size batches,
+    the first of ``size + 1`` examples each, then those of ``size``. 297 examples with
+    batch 100: three batches of 99; 293: two of 98, one of 97; 30: one of 30.
+    """
+    if n < 1:
+        raise ValueError(f"the held-out set is empty: nothing to evaluate (n = {n})")
+    if batch_size < 1:
+        raise ValueError(f"eval_batch_size must be a positive integer, got {batch_size!r}")
+    k = -(-n // batch_size)
+    size, extra = divmod(n, k)
+    groups = []
+    if extra:
+        groups.append((0, extra, size + 1))
+    groups.append((extra * (size + 1), k - extra, size))
+    return groups
+
+
 def make_evaluate(loss_fn: LossFn, batch_size: int, classification: bool) -> Callable:
-    """Held-out loss (and accuracy) in minibatches, with batch-norm batch statistics as
-    the authors evaluate. Returns ``evaluate(model, x, y) -> dict``."""
+    """Held-out loss (and accuracy) in minibatches of ``batch_size``, with batch-norm batch
+    statistics as the authors evaluate. Returns ``evaluate(model, x, y) -> dict`` of means
+    over the batches; ``len(x)`` must be a multiple of ``batch_size`` (:func:`train` splits
+    any held-out set that way with :func:`evaluation_batches`)."""
 
     def evaluate(model, x, y):
+        if x.shape[0] % batch_size:
+            raise ValueError(f"evaluate needs a multiple of its batch size {batch_size} "
+                             f"examples, got {x.shape[0]}")
         xb, yb = _split_batches(x, batch_size), _split_batches(y, batch_size)
 
         def body(_, batch):
@@ -146,6 +174,18 @@ def make_evaluate(loss_fn: LossFn, batch_size: int, classification: bool) -> Cal
         return jax.tree.map(jnp.mean, metrics)
 
     return evaluate
+
+
+def _evaluate_all(loss_fn: LossFn, batch_size: int, classification: bool, models, x, y) -> dict:
+    """Every held-out example once (:func:`evaluation_batches`); batch means weighted by
+    batch size, so the result is the mean over examples. Metrics are per run."""
+    total: dict = {}
+    for start, n_batches, size in evaluation_batches(x.shape[0], batch_size):
+        stop = start + n_batches * size
+        part = _compiled_evaluate(loss_fn, size, classification)(models, x[start:stop], y[start:stop])
+        for name, value in part.items():
+            total[name] = total.get(name, 0.0) + value * (stop - start)
+    return {name: value / x.shape[0] for name, value in total.items()}
 
 
 @functools.lru_cache(maxsize=128)
@@ -177,7 +217,7 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
           loss_fn: LossFn = mse, classification: bool | None = None,
           eval_batch_size: int | None = None, tags: dict | None = None,
           predict: bool = False, epoch_metrics: Callable | None = None,
-          progress: bool = True) -> TrainResult:
+          convergence_tolerance: float | None = None, progress: bool = True) -> TrainResult:
     """Train ``make_model(key)`` with ``rule`` for every (seed, learning rate) at once.
 
     ``data``: an :class:`alignlib.data.Dataset` (``x_train, y_train, x_test, y_test``).
@@ -189,6 +229,15 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     training (see :func:`make_epoch`). ``epoch_metrics(models, initial, predicted) ->
     {name: per-run values}`` is called on the stacked runs after every epoch (and at
     epoch 0); its metrics join the history (e.g. alignment scores per layer and epoch).
+
+    ``convergence_tolerance=tol``: ``epochs`` becomes a maximum; training stops after the
+    first epoch (from :data:`~alignlib.convergence.MIN_EPOCHS` on) at which every run has
+    converged or diverged (:mod:`alignlib.convergence`: training loss changed by less
+    than ``tol``, relative, over the last tenth of the epochs).
+
+    The held-out set is evaluated whole, every example once, in batches of at most
+    ``eval_batch_size`` (default: ``batch_size``) of near-equal size
+    (:func:`evaluation_batches`).
     """
     rule = get_rule(rule)
     seeds = [seeds] if isinstance(seeds, int) else list(seeds)
@@ -203,7 +252,12 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
         raise ValueError(
             f"batch_size must be between 1 and the training-set size {len(data.x_train)}, "
             f"got {batch_size}")
-    eval_batch_size = eval_batch_size or min(batch_size, len(data.x_test))
+    if len(data.x_test) == 0:
+        raise ValueError("the held-out set is empty: train needs held-out examples to evaluate")
+    eval_batch_size = eval_batch_size or batch_size
+    evaluation_batches(len(data.x_test), eval_batch_size)  # checks eval_batch_size
+    if convergence_tolerance is not None:
+        convergence_tolerance = check_tolerance(convergence_tolerance)
     if predict and optimizer != "sgd":
         raise ValueError("predict=True needs optimizer='sgd': dW_pred is a sum of SGD steps")
     if classification is None:
@@ -232,9 +286,10 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     predicted = (jax.tree.map(jnp.zeros_like, eqx.filter(model, eqx.is_inexact_array))
                  if predict else None)
     epoch_fn = _compiled_epoch(rule, optimizer, loss_fn, batch_size, predict)
-    eval_fn = _compiled_evaluate(loss_fn, eval_batch_size, classification)
+    eval_fn = functools.partial(_evaluate_all, loss_fn, eval_batch_size, classification)
 
     rows: list[dict] = []
+    losses: list[np.ndarray] = []  # mean training loss per epoch, one entry per run
 
     def record(epoch: int, metrics: dict, seconds: float | None):
         div = np.asarray(diverged)
@@ -265,8 +320,12 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
         metrics = {"train_loss": train_loss, **{f"heldout_{k}": v for k, v in heldout.items()},
                    **extra_metrics()}
         record(epoch, metrics, seconds)
-        bar.set_postfix(train_loss=float(np.nanmean(np.asarray(train_loss))))
+        losses.append(np.asarray(train_loss))
+        bar.set_postfix(train_loss=float(np.nanmean(losses[-1])))
         if bool(np.all(np.asarray(diverged))):
+            break
+        if convergence_tolerance is not None and epoch >= MIN_EPOCHS and bool(np.all(
+                has_converged(losses, convergence_tolerance) | np.asarray(diverged))):
             break
 
     history = pd.DataFrame(rows).merge(runs, on="run")

@@ -85,9 +85,11 @@ def test_adam_with_standard_parameterisation(digits):
 @pytest.mark.slow
 @pytest.mark.parametrize("rule", list(al.RULES))
 def test_every_rule_lowers_the_training_loss_on_digits(digits, rule):
-    """300 SGD steps (20 epochs x 15 batches), MLP width 512, lr 5 (the authors' best)."""
-    res = al.train(lambda k: al.MLP((8, 8, 1), 512, 2, 10, key=k), rule, digits, epochs=20,
-                   learning_rates=5.0, progress=False)
+    """300 SGD steps (20 epochs x 15 batches), MLP width 512 with bias multiplier 0.1 (the
+    benchmark MLP), lr 20: a quarter of its stable bound, so the Align rules must reach
+    backprop-like accuracy on all 297 held-out digits."""
+    res = al.train(lambda k: al.MLP((8, 8, 1), 512, 2, 10, key=k, bias_multiplier=0.1), rule,
+                   digits, epochs=20, learning_rates=20.0, progress=False)
     h = res.history
     initial = h.query("epoch == 0 and metric == 'heldout_loss'").value.item()
     final = h.query("epoch == 20 and metric == 'heldout_loss'").value.item()
@@ -95,7 +97,7 @@ def test_every_rule_lowers_the_training_loss_on_digits(digits, rule):
     print(f"{rule}: held-out loss {initial:.4f} -> {final:.4f}, accuracy {acc:.3f}")
     assert final < 0.9 * initial
     if rule in ("backprop", "align_zero", "align_ada", "align_prop"):
-        assert acc > 0.8
+        assert acc > 0.9
 
 
 def test_rnn_trains_on_add_task():

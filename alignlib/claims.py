@@ -1,0 +1,183 @@
+"""The scorecard: every claim of the paper that the book checks, with its verdict.
+
+Each chapter ends by turning its measurements into :class:`Claim` records, one per
+claim it tests, and saves them with :func:`save_claims` as ``claims.json`` in its
+results folder. ``alignbook claims`` and the book's *Scorecard* page collect them
+across chapters (:func:`collect_claims`, :func:`scorecard_markdown`).
+
+A verdict is one of five words, defined here once (:data:`VERDICTS`):
+
+* ``holds``: every check of the claim passed at the sizes this profile reaches;
+* ``holds in part``: some checks passed, others did not (the record says which);
+* ``does not hold``: the checks failed although the runs had converged;
+* ``inconclusive``: the runs behind the check had not finished learning, or the
+  interval is too wide to decide. A claim is never declared false on such runs;
+* ``not tested in this profile``: the profile's parameters leave the check out
+  (e.g. a rule or width not in its sweep).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+__all__ = [
+    "HOLDS", "HOLDS_IN_PART", "DOES_NOT_HOLD", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
+    "VERDICT_MEANINGS", "Claim", "verdict_of_checks", "save_claims", "collect_claims",
+    "claims_table", "scorecard_markdown", "CLAIMS_FILE",
+]
+
+HOLDS = "holds"
+HOLDS_IN_PART = "holds in part"
+DOES_NOT_HOLD = "does not hold"
+INCONCLUSIVE = "inconclusive"
+NOT_TESTED = "not tested in this profile"
+
+#: The verdict vocabulary, from best to worst news for the paper.
+VERDICTS = (HOLDS, HOLDS_IN_PART, DOES_NOT_HOLD, INCONCLUSIVE, NOT_TESTED)
+
+#: One sentence per verdict, shown on the Scorecard page.
+VERDICT_MEANINGS = {
+    HOLDS: "every check of the claim passed at the sizes this profile reaches",
+    HOLDS_IN_PART: "some checks passed and others did not; the measured column says which",
+    DOES_NOT_HOLD: "the checks failed on runs that had finished learning",
+    INCONCLUSIVE: "the runs behind the check had not converged, or the interval is too "
+                  "wide to decide; no claim is called false on such runs",
+    NOT_TESTED: "this profile's parameters leave the check out",
+}
+
+CLAIMS_FILE = "claims.json"
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    """One checked claim.
+
+    Fields: ``chapter`` (file stem), ``claim`` (a short id, unique in the chapter, e.g.
+    ``"align-within-few-points"``), ``statement`` (the paper's claim in the book's
+    words), ``quantity`` (what was measured, with its unit), ``value``, ``low``,
+    ``high`` (the measurement and its interval; ``None`` when not applicable),
+    ``measured`` (the measurement as the page prints it), ``expectation`` (what the
+    claim predicts for the quantity), ``verdict`` (one of :data:`VERDICTS`),
+    ``profile``, ``figure`` (the label of the figure that shows it, e.g.
+    ``"fig-rules-width-sweep"``, or ``""``).
+    """
+
+    chapter: str
+    claim: str
+    statement: str
+    quantity: str
+    value: float | None
+    low: float | None
+    high: float | None
+    measured: str
+    expectation: str
+    verdict: str
+    profile: str
+    figure: str = ""
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+        for name in ("chapter", "claim", "statement", "quantity", "expectation", "profile"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise ValueError(f"Claim.{name} must be a non-empty string, got {getattr(self, name)!r}")
+        for name in ("value", "low", "high"):
+            object.__setattr__(self, name, _number(getattr(self, name)))
+
+
+def verdict_of_checks(checks: Sequence[bool], *, converged: bool = True) -> str:
+    """The verdict of a claim made of several checks (e.g. one per rule or width):
+    all pass -> holds; some -> holds in part; none -> does not hold; no checks -> not
+    tested. With ``converged=False`` (some run behind the checks had not finished
+    learning) a verdict that is not ``holds`` becomes ``inconclusive``; a claim that
+    already holds keeps ``holds``, and its ``measured`` text should say that the runs
+    had not converged."""
+    checks = [bool(c) for c in checks]
+    if not checks:
+        return NOT_TESTED
+    if all(checks):
+        return HOLDS
+    if not converged:
+        return INCONCLUSIVE
+    return HOLDS_IN_PART if any(checks) else DOES_NOT_HOLD
+
+
+def save_claims(store, claims: Iterable[Claim]) -> Path:
+    """Write ``claims`` to ``claims.json`` in ``store``'s folder (a
+    :class:`~alignlib.results.ResultStore`), recorded in its provenance."""
+    claims = list(claims)
+    ids = [c.claim for c in claims]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"claim ids must be unique within a chapter, got {ids}")
+    for c in claims:
+        if c.chapter != store.chapter or c.profile != store.profile:
+            raise ValueError(f"claim {c.claim!r} is for {c.chapter}/{c.profile}, the store for "
+                             f"{store.chapter}/{store.profile}")
+    payload = {"chapter": store.chapter, "profile": store.profile, "params_hash": store.hash,
+               "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
+               "claims": [dataclasses.asdict(c) for c in claims]}
+    return store.save_json(payload, CLAIMS_FILE.removesuffix(".json"))
+
+
+def collect_claims(profile: str, root: str | os.PathLike | None = None,
+                   chapters: Sequence[str] | None = None) -> list[Claim]:
+    """The claims of every chapter for ``profile``, from the results root (default as
+    :func:`alignlib.results.results_root`). Where a chapter has several result folders
+    for the profile (runs with other parameters), the most recently written
+    ``claims.json`` counts. ``chapters`` orders and filters the chapters (default: all,
+    alphabetically)."""
+    from alignlib.results import results_root
+
+    base = results_root(root)
+    newest: dict[str, dict] = {}
+    for path in sorted(base.glob(f"*/{profile}/*/{CLAIMS_FILE}")):
+        try:
+            payload = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            continue
+        chapter = payload.get("chapter")
+        if chapter and (chapter not in newest or payload["written"] > newest[chapter]["written"]):
+            newest[chapter] = payload
+    order = list(chapters) if chapters is not None else sorted(newest)
+    return [Claim(**c) for ch in order if ch in newest for c in newest[ch]["claims"]]
+
+
+def claims_table(claims: Sequence[Claim]):
+    """The claims as a :class:`pandas.DataFrame`, one row per claim, fields as columns."""
+    import pandas as pd
+
+    fields = [f.name for f in dataclasses.fields(Claim)]
+    return pd.DataFrame([dataclasses.asdict(c) for c in claims], columns=fields)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def scorecard_markdown(claims: Sequence[Claim], *, link_figures: bool = True) -> str:
+    """A Markdown (MyST) table of ``claims``: chapter, claim, measured, expectation,
+    verdict and, with ``link_figures``, a ``{ref}`` link to the figure."""
+    header = ["chapter", "claim", "measured", "expectation", "verdict"]
+    if link_figures:
+        header.append("figure")
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for c in claims:
+        row = [c.chapter, c.statement, f"{c.quantity}: {c.measured}", c.expectation,
+               f"**{c.verdict}**"]
+        if link_figures:
+            row.append(f"{{ref}}`figure <{c.figure}>`" if c.figure else "")
+        lines.append("| " + " | ".join(_cell(x) for x in row) + " |")
+    return "\n".join(lines)
