@@ -53,6 +53,8 @@ __all__ = [
     "full_eval_batch_size",
     "width_sweep",
     "lr_sweep",
+    "stable_lr_at_init",
+    "lr_grid",
     "low_data_sweep",
     "low_data_epochs",
     "conv_feature_sizes",
@@ -307,6 +309,7 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
                 lrs_by_width: Mapping[int, Sequence[float]] | None = None, depth: int = 2,
                 strides: Sequence[int] = (1, 2, 2), batch_size: int = 100,
                 optimizer: str = "sgd", parameterization: str = "ntk",
+                bias_multiplier: float = 1.0, convergence_tolerance: float | None = None,
                 seeds_per_call: int | None = None, experiment: str = "width_sweep",
                 progress: bool = False) -> pd.DataFrame:
     """Train every rule at every width, for every (seed, learning rate), on ``data``.
@@ -318,14 +321,18 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
 
     Args:
         data: train / held-out split (:func:`load_benchmark_data`).
-        arch, depth, strides, parameterization: the network (:func:`model_factory`).
+        arch, depth, strides, parameterization, bias_multiplier: the network
+            (:func:`model_factory`).
         widths: hidden widths (MLP units or ConvNet channels).
         rules: learning-rule names (:data:`alignlib.rules.RULES`).
         lrs: learning rates of every width ...
         lrs_by_width: ... except the widths listed here, which use their own list (a
             learning-rate sweep at some widths shares the runs of the width sweep).
         seeds: seeds of the initial networks, feedback weights and shuffles.
-        epochs: passes over the training set (>= 1).
+        epochs: passes over the training set (>= 1); the maximum when
+            ``convergence_tolerance`` is given.
+        convergence_tolerance: stop each training call once all its runs have converged
+            (:mod:`alignlib.convergence`); ``None`` trains every run for ``epochs``.
         batch_size: SGD batch size; the held-out batch size is
             :func:`full_eval_batch_size`.
         optimizer: ``"sgd"`` (NTK experiments) or ``"adam"`` (standard parameterisation).
@@ -359,12 +366,14 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
     for width in widths:
         grid_lrs = lrs_by_width.get(width, lrs)
         make = model_factory(arch, input_shape, data.n_outputs, width, depth=depth,
-                             strides=strides, parameterization=parameterization)
+                             strides=strides, parameterization=parameterization,
+                             bias_multiplier=bias_multiplier)
         for rule in rules:
             for chunk in _chunks(seeds, seeds_per_call):
                 result = train(make, rule, data, epochs=epochs, learning_rates=grid_lrs,
                                seeds=chunk, batch_size=batch_size, optimizer=optimizer,
-                               eval_batch_size=eval_batch, progress=progress)
+                               eval_batch_size=eval_batch, progress=progress,
+                               convergence_tolerance=convergence_tolerance)
                 tables.append(_tidy(result.history, {
                     "experiment": experiment, "dataset": data.name, "arch": arch,
                     "optimizer": optimizer, "parameterization": parameterization,
@@ -372,6 +381,39 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
                     "runs_in_call": len(chunk) * len(grid_lrs)}))
                 del result
     return pd.concat(tables, ignore_index=True)
+
+
+def stable_lr_at_init(data: Dataset, *, arch: str, width: int, depth: int = 2,
+                      strides: Sequence[int] = (1, 2, 2), parameterization: str = "ntk",
+                      bias_multiplier: float = 1.0, batch_size: int = 100,
+                      seed: int = 0) -> dict[str, float]:
+    """The stable SGD learning rate of a sweep point, measured at initialisation.
+
+    Builds the network of ``seed`` exactly as :func:`~alignlib.training.train` does and
+    returns ``{"ntk_top_eigenvalue": lambda_max, "lr_bound": B K / lambda_max}`` for the
+    empirical NTK on the first ``batch_size`` training examples
+    (:func:`alignlib.stability.stable_learning_rate`).
+    """
+    import jax
+
+    from alignlib.stability import ntk_top_eigenvalue
+
+    make = model_factory(arch, data.x_train.shape[1:], data.n_outputs, width, depth=depth,
+                         strides=strides, parameterization=parameterization,
+                         bias_multiplier=bias_multiplier)
+    model = make(jax.random.split(jax.random.PRNGKey(seed), 3)[0])
+    x = data.x_train[:min(batch_size, data.n_train)]
+    lam = ntk_top_eigenvalue(model, x)
+    return {"ntk_top_eigenvalue": lam, "lr_bound": x.shape[0] * data.n_outputs / lam}
+
+
+def lr_grid(bound: float, fractions: Sequence[float]) -> list[float]:
+    """Learning rates ``fraction * bound``, rounded to two significant digits (so tables
+    read ``20``, ``40``, ``79`` rather than ``39.589...``)."""
+    fractions = _lr_list("fractions", fractions)
+    if not math.isfinite(bound) or bound <= 0:
+        raise ValueError(f"`bound` must be a positive, finite learning rate, got {bound!r}")
+    return sorted({float(f"{bound * f:.2g}") for f in fractions})
 
 
 def lr_sweep(data: Dataset, *, widths: Sequence[int], lrs: Sequence[float],
