@@ -232,8 +232,8 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
 
     ``convergence_tolerance=tol``: ``epochs`` becomes a maximum; training stops after the
     first epoch (from :data:`~alignlib.convergence.MIN_EPOCHS` on) at which every run has
-    converged or diverged (:mod:`alignlib.convergence`: training loss changed by less
-    than ``tol``, relative, over the last tenth of the epochs).
+    converged or diverged (:mod:`alignlib.convergence`: over the last tenth of the epochs
+    the training loss changed by less than ``tol`` times the first epoch's loss).
 
     The held-out set is evaluated whole, every example once, in batches of at most
     ``eval_batch_size`` (default: ``batch_size``) of near-equal size
@@ -321,7 +321,8 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
                    **extra_metrics()}
         record(epoch, metrics, seconds)
         losses.append(np.asarray(train_loss))
-        bar.set_postfix(train_loss=float(np.nanmean(losses[-1])))
+        if np.isfinite(losses[-1]).any():
+            bar.set_postfix(train_loss=float(np.nanmean(losses[-1])))
         if bool(np.all(np.asarray(diverged))):
             break
         if convergence_tolerance is not None and epoch >= MIN_EPOCHS and bool(np.all(
