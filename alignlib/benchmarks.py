@@ -64,6 +64,7 @@ __all__ = [
     "gap_to_reference",
     "epoch_seconds",
     "t_interval",
+    "linear_fit",
     "markdown_table",
     "format_ci",
     "select_lrs",
@@ -495,6 +496,24 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float
         return mean, float("nan"), float("nan")
     half = float(stats.t.ppf((1 + confidence) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
     return mean, mean - half, mean + half
+
+
+def linear_fit(x: Sequence[float], y: Sequence[float],
+               confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(slope, low, high)``: least-squares slope of ``y`` against ``x`` and its Student-t
+    interval (``n - 2`` degrees of freedom); finite pairs only. Raises ``ValueError`` with
+    fewer than 3 pairs or fewer than 2 distinct ``x`` (no interval can be given)."""
+    from scipy import stats
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if x.size < 3 or np.unique(x).size < 2:
+        raise ValueError(f"a slope with an interval needs at least 3 points at 2 or more x values; "
+                         f"got {x.size} points at {np.unique(x).size} x values")
+    fit = stats.linregress(x, y)
+    half = float(stats.t.ppf((1 + confidence) / 2, x.size - 2) * fit.stderr)
+    return float(fit.slope), float(fit.slope) - half, float(fit.slope) + half
 
 
 def _run_keys(table: pd.DataFrame) -> list[str]:

@@ -28,7 +28,7 @@ from typing import Any, Iterable, Sequence
 
 __all__ = [
     "HOLDS", "HOLDS_IN_PART", "DOES_NOT_HOLD", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
-    "VERDICT_MEANINGS", "Claim", "verdict_of_checks", "save_claims", "collect_claims",
+    "VERDICT_MEANINGS", "Claim", "verdict_of_checks", "verdict_of_intervals", "save_claims", "collect_claims",
     "claims_table", "scorecard_markdown", "CLAIMS_FILE",
 ]
 
@@ -113,6 +113,34 @@ def verdict_of_checks(checks: Sequence[bool], *, converged: bool = True) -> str:
     if not converged:
         return INCONCLUSIVE
     return HOLDS_IN_PART if any(checks) else DOES_NOT_HOLD
+
+
+def verdict_of_intervals(intervals: Sequence[tuple[float, float]], threshold: float, *,
+                         above: bool = True, converged: bool = True) -> str:
+    """The verdict of a claim that each of several measured intervals ``(low, high)``
+    lies above ``threshold`` (``above=False``: below it).
+
+    An interval entirely on the claimed side passes, one entirely on the other side
+    fails, one that straddles the threshold is undecided. All pass: holds. Some fail:
+    holds in part (if others pass) or does not hold. None fails but some are undecided:
+    inconclusive. Runs that had not converged make every verdict but ``holds``
+    inconclusive. No intervals: not tested. NaN bounds count as undecided.
+    """
+    if not intervals:
+        return NOT_TESTED
+    passed = failed = 0
+    for low, high in intervals:
+        low, high = (low, high) if above else (-high, -low)
+        t = threshold if above else -threshold
+        if low is not None and math.isfinite(low) and low > t:
+            passed += 1
+        elif high is not None and math.isfinite(high) and high < t:
+            failed += 1
+    if passed == len(intervals):
+        return HOLDS
+    if not converged or not failed:
+        return INCONCLUSIVE
+    return HOLDS_IN_PART if passed else DOES_NOT_HOLD
 
 
 def save_claims(store, claims: Iterable[Claim]) -> Path:

@@ -246,3 +246,16 @@ def test_cli_claims_prints_table_and_json(tmp_path, monkeypatch, capsys):
     records = json.loads(capsys.readouterr().out)
     assert records[0]["verdict"] == C.HOLDS_IN_PART and records[0]["figure"] == "fig-x"
     assert cli_main(["claims", "--profile", "nosuch", "--root", str(repo)]) == 2
+
+
+def test_verdict_of_intervals_never_decides_on_an_interval_that_straddles():
+    v = C.verdict_of_intervals
+    assert v([(0.1, 0.5), (0.2, 0.3)], 0.0) == C.HOLDS
+    assert v([(0.1, 0.5), (-0.4, 0.3)], 0.0) == C.INCONCLUSIVE
+    assert v([(0.1, 0.5), (-0.4, -0.1)], 0.0) == C.HOLDS_IN_PART
+    assert v([(-0.4, -0.1), (-0.3, 0.2)], 0.0) == C.DOES_NOT_HOLD
+    assert v([(-0.4, -0.1)], 0.0, converged=False) == C.INCONCLUSIVE
+    assert v([(0.1, 0.5)], 0.0, converged=False) == C.HOLDS
+    assert v([(-5.0, -4.0)], -3.0, above=False) == C.HOLDS
+    assert v([(float("nan"), float("nan"))], 0.0) == C.INCONCLUSIVE
+    assert v([], 0.0) == C.NOT_TESTED
