@@ -73,6 +73,8 @@ __all__ = [
 ]
 
 PROFILES_FILE = Path("book") / "profiles.yml"
+#: Environment variable that moves the build folder (default ``<book>/_build``).
+BUILD_ENV = "ALIGNBOOK_BUILD"
 KERNEL_NAME = "python3"
 #: Profile names that would collide with folders the pipeline writes into _build/.
 RESERVED_PROFILE_NAMES = {"executed", "runs", "staging", "jupyter", "html"}
@@ -311,7 +313,9 @@ class Book:
                 raise BookError(f"{self.root} is not a book folder: {name} is missing")
         self.toc = yaml.safe_load((self.root / "_toc.yml").read_text(encoding="utf-8"))
         self.config = yaml.safe_load((self.root / "_config.yml").read_text(encoding="utf-8")) or {}
-        self.build_dir = self.root / "_build"
+        # $ALIGNBOOK_BUILD moves every build output (executed notebooks, runs, staging,
+        # sites) elsewhere, e.g. so that the tests never touch the reader's _build/.
+        self.build_dir = Path(os.environ.get(BUILD_ENV) or self.root / "_build").resolve()
         self._param_cache: dict[str, dict[str, Parameter]] = {}
 
     # ---------------------------------------------------------------- toc

@@ -595,3 +595,13 @@ def test_glued_text_survives_myst_nb_literal_eval():
     for text in ["1,500", "+0.43", "0.530", "-1.2e-05", "cpu", "[64, 256]"]:
         assert format_plain_text(repr(B._Formatted(None, text)), "") == text
     assert B.reproduce_command("x", "cpu", {"a": ""}).endswith("-p a ''")
+
+
+def test_build_folder_can_be_moved_so_tests_never_touch_the_readers_build(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[1]
+    assert B.Book(repo).build_dir == (repo / "_build").resolve() or os.environ.get(B.BUILD_ENV)
+    monkeypatch.setenv(B.BUILD_ENV, str(tmp_path / "elsewhere"))
+    book = B.Book(repo)
+    assert book.build_dir == (tmp_path / "elsewhere").resolve()
+    assert book.html_dir("cpu") == (tmp_path / "elsewhere" / "cpu" / "html").resolve()
+    assert book.executed_path("cpu", "rules").is_relative_to(tmp_path / "elsewhere")

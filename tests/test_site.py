@@ -67,15 +67,16 @@ def site(chromium, tmp_path_factory) -> Path:
              "no local MathJax: `pip install django-static-mathjax` (in the test extra) so the "
              "site can typeset math offline")
     results = tmp_path_factory.mktemp("results")
+    build = tmp_path_factory.mktemp("build")  # never the reader's _build/ (make book's)
     proc = subprocess.run(
         [sys.executable, "-m", "alignlib.cli", "build", "--profile", PROFILE],
-        cwd=REPO, env={**os.environ, "ALIGNBOOK_RESULTS": str(results)},
+        cwd=REPO, env={**os.environ, "ALIGNBOOK_RESULTS": str(results), B.BUILD_ENV: str(build)},
         capture_output=True, text=True, timeout=1800,
     )
     assert proc.returncode == 0, (
         f"alignbook build --profile {PROFILE} failed:\n{proc.stdout}\n{proc.stderr}")
     print(proc.stdout)
-    return REPO / "_build" / PROFILE / "html"
+    return build / PROFILE / "html"
 
 
 @pytest.fixture(scope="module")
