@@ -827,7 +827,7 @@ def _fill_scorecard(book: Book, staging: Path, profile: str, chapters: Sequence[
     ``chapters`` (those rendered) recorded for ``profile``."""
     from alignlib import claims as _claims
 
-    pages = [p for p in staging.rglob("*.md") if "_build" not in p.parts]
+    pages = [p for p in staging.rglob("*.md") if "_build" not in p.relative_to(staging).parts]
     pages = [p for p in pages if SCORECARD_MARK in p.read_text(encoding="utf-8")]
     if not pages:
         return

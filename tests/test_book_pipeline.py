@@ -605,3 +605,37 @@ def test_build_folder_can_be_moved_so_tests_never_touch_the_readers_build(tmp_pa
     assert book.build_dir == (tmp_path / "elsewhere").resolve()
     assert book.html_dir("cpu") == (tmp_path / "elsewhere" / "cpu" / "html").resolve()
     assert book.executed_path("cpu", "rules").is_relative_to(tmp_path / "elsewhere")
+
+
+CLAIM_CODE = '''\
+from alignlib import claims as C
+C.save_claims(store, [C.Claim("mini", "squares-grow", "Squares grow", "total", float(table.square.sum()),
+                              None, None, f"{table.square.sum():.1f}", "positive",
+                              C.verdict_of_checks([table.square.sum() > 0]), profile, "fig-mini-squares")])
+'''
+
+
+def test_scorecard_page_lists_the_claims_of_the_rendered_chapters(tmp_path, results_root, capfd):
+    from bs4 import BeautifulSoup
+
+    from alignlib import claims as C
+
+    root = make_book(tmp_path / "bookroot", chapters={
+        "mini": [("code", MINI_CODE + CLAIM_CODE), ("markdown", MINI_MARKDOWN)]})
+    (root / "book" / "scorecard.md").write_text(
+        f"# Scorecard\n\n{B.VERDICTS_MARK}\n\n{B.SCORECARD_MARK}\n")
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    toc["parts"].insert(0, {"caption": "Results", "chapters": [{"file": "book/scorecard"}]})
+    (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
+    rc, out, err = run_cli(capfd, "--root", str(root), "build", "--profile", "tiny")
+    assert rc == 0, err
+    page = BeautifulSoup((root / "_build" / "tiny" / "html" / "book" / "scorecard.html").read_text(),
+                         "html.parser").find("article")
+    text = " ".join(page.get_text(" ", strip=True).split())
+    assert "Squares grow" in text and "total: 14.0" in text and C.HOLDS in text
+    assert all(v in text for v in C.VERDICTS)  # the vocabulary, from its one definition
+    link = [a for a in page.find_all("a") if "fig-mini-squares" in a.get("href", "")]
+    assert link and link[0]["href"].startswith("mini.html#")
+    assert "scorecard:" not in text  # no marker left
+    rc, out, err = run_cli(capfd, "--root", str(root), "claims", "--profile", "tiny")
+    assert rc == 0 and "mini/squares-grow" in out and C.HOLDS in out
