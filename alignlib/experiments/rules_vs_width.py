@@ -25,7 +25,7 @@ from alignlib import benchmarks as bench
 from alignlib import claims as C
 from alignlib.convergence import convergence_table
 
-__all__ = ["ALIGN_RULES", "FEEDBACK_RULES", "learning_rate_plan", "lrs_by_width", "Analysis",
+__all__ = ["ALIGN_RULES", "FEEDBACK_RULES", "learning_rate_plan", "lrs_by_width", "sweep", "Analysis",
            "analyse", "claims"]
 
 ALIGN_RULES = ("align_zero", "align_ada", "align_prop")
@@ -90,6 +90,22 @@ def lrs_by_width(plan: pd.DataFrame) -> dict[int, list[float]]:
     return {int(w): sorted(g.lr.astype(float).tolist()) for w, g in plan.groupby("width")}
 
 
+def sweep(data, plan: pd.DataFrame, *, rules: Sequence[str], wide_rules: Sequence[str] = (),
+          wide_from: int = 0, **kwargs) -> pd.DataFrame:
+    """Train every width of ``plan`` at its learning rates (:func:`bench.width_sweep`):
+    ``rules`` below width ``wide_from``, ``wide_rules`` (default: ``rules``) from it on,
+    where one run costs most. ``kwargs`` go to :func:`bench.width_sweep` (``seeds,
+    epochs, convergence_tolerance, arch, depth, ...``)."""
+    by_width = lrs_by_width(plan)
+    wide = [w for w in by_width if wide_from and w >= wide_from]
+    groups = [([w for w in by_width if w not in wide], list(rules)), (wide, list(wide_rules or rules))]
+    tables = [bench.width_sweep(data, widths=ws, rules=rs, lrs=[1.0],
+                                lrs_by_width={w: by_width[w] for w in ws}, experiment="ntk_sgd",
+                                **kwargs)
+              for ws, rs in groups if ws and rs]
+    return pd.concat(tables, ignore_index=True)
+
+
 @dataclasses.dataclass(frozen=True)
 class Analysis:
     """What :func:`analyse` returns (all tidy tables).
@@ -100,8 +116,9 @@ class Analysis:
     ``converged`` (fraction of the point's runs that converged); ``gaps`` /
     ``common_gaps``: each rule minus backprop, paired by seed (:func:`bench.gap_to_reference`);
     ``slopes``: per rule, the slope of the common-lr gap (points) against ``log2(width)``
-    with its interval (NaN where fewer than 3 points); ``versus``: at the widest width,
-    each Align rule minus FA and DFA at their best learning rates, paired by seed.
+    with its interval (NaN where fewer than 3 points); ``versus``: at the widest width
+    where FA or DFA trained, each Align rule minus FA and DFA at their best learning
+    rates, paired by seed.
     """
 
     convergence: pd.DataFrame
@@ -146,7 +163,8 @@ def analyse(runs: pd.DataFrame, plan: pd.DataFrame, tolerance: float) -> Analysi
                        "n": len(pairs), "widths": pairs.width.nunique()})
     slopes = pd.DataFrame(slopes, columns=["rule", "slope", "ci_low", "ci_high", "n", "widths"])
 
-    widest = keep[keep.width == keep.width.max()]
+    with_feedback = keep[keep.rule.isin(FEEDBACK_RULES)]
+    widest = keep[keep.width == (with_feedback.width.max() if len(with_feedback) else keep.width.max())]
     versus = []
     for fb in FEEDBACK_RULES:
         if fb in set(widest.rule):
@@ -191,18 +209,19 @@ def claims(a: Analysis, *, profile: str, few_points: float, width_figure: str) -
         profile, width_figure))
 
     v = a.versus[a.versus.rule.isin(align)]
+    vs_width = int(v.width.max()) if len(v) else widest
     weakest = v.loc[v.gap.idxmin()] if len(v) else None
     out.append(C.Claim(
         chapter, "align-beats-feedback-alignment",
         "The Align rules beat feedback alignment (FA) and direct feedback alignment (DFA)",
-        f"Align rule minus FA / DFA at width {widest}, best learning rates (points)",
+        f"Align rule minus FA / DFA at width {vs_width}, best learning rates (points)",
         None if weakest is None else 100 * weakest.gap, None if weakest is None else 100 * weakest.ci_low,
         None if weakest is None else 100 * weakest.ci_high,
         "; ".join(f"{r} vs {fb}: {_ci(gp, lo, hi)}" for r, fb, gp, lo, hi in
                   zip(v.rule, v.versus, v.gap, v.ci_low, v.ci_high)) or "–",
         "every difference above 0 with its 95 % interval",
         C.verdict_of_intervals(list(zip(v.ci_low, v.ci_high)), 0.0,
-                               converged=_converged(a, [*align, *FEEDBACK_RULES], widest)),
+                               converged=_converged(a, [*align, *FEEDBACK_RULES], vs_width)),
         profile, width_figure))
 
     s = a.slopes[a.slopes.rule.isin(align)].set_index("rule")
