@@ -291,26 +291,6 @@ def test_rules_gpu_profile_path_on_fake_kmnist_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_low_data_gpu_profile_path_on_fake_cifar10_files(tmp_path):
-    p = gpu_profile("low_data")
-    assert p["dataset"] == "cifar10" and p["arch"] == "convnet" and len(p["strides"]) == 7
-    sums = fake_cifar10(tmp_path / "cifar", 40, random_labels=True)  # 200 training images in 5 batches
-
-    def load(n):
-        return bench.load_benchmark_data(p["dataset"], n_train=n, cache_dir=tmp_path / "cifar",
-                                         checksums=sums, holdout=50, cap_heldout=p["cap_heldout"])
-
-    full = bench.load_benchmark_data("cifar10", cache_dir=tmp_path / "cifar", checksums=sums, holdout=50)
-    sizes = [n for n in p["sizes"] if n <= full.n_train]
-    assert sizes == [45, 150]  # the chapter's cap: sizes above the 150 available are dropped
-    table = bench.low_data_sweep(load, sizes[:1], width=2, arch=p["arch"], strides=p["strides"],
-                                 rules=["backprop"], lrs=p["lrs"][:1], seeds=[0], epochs=1,
-                                 min_steps=p["min_steps"])
-    assert set(table.batch_size) == {45} and set(table.dataset) == {"cifar10"}
-    assert np.isfinite(bench.final_values(table, "heldout_loss").value).all()
-
-
-@pytest.mark.slow
 def test_imagenet_gpu_profile_path_on_fake_imagenet32_files(tmp_path):
     p = gpu_profile("imagenet")
     assert p["dataset"] == "imagenet32" and p["width"] == 512 and p["target_offset"] == 0
@@ -331,7 +311,6 @@ def test_imagenet_gpu_profile_path_on_fake_imagenet32_files(tmp_path):
 @pytest.mark.parametrize("chapter, keys", [
     ("rules", ["acc_backprop_widest", "claim_close_verdict", "claim_beats_verdict",
                "claim_shrink_verdict", "width_sweep", "lr_sweep", "adam", "curves", "timing_table"]),
-    ("low_data", ["claim_grows_verdict", "claim_beats_verdict", "low_data", "margin_table"]),
     ("imagenet", ["smoke_ok", "kind", "imagenet", "claim_close_verdict"]),
 ])
 def test_chapter_runs_in_tiny_profile_and_glues_its_results(chapter, keys, tmp_path, monkeypatch):
