@@ -12,13 +12,23 @@ library's (:mod:`alignlib.rules`); the model code is the same for all of them.
 This module adds what the chapter ``book/recurrent.ipynb`` needs beyond the library:
 
 * the authors' code, reimplemented behind explicit names so that their published numbers
-  can be compared with ours (REFERENCE.md section 3, quirks (a) to (c)):
+  can be compared with ours. Their script differs from the experiment as described in
+  five ways ("quirks"):
 
   - (a) wrap-around targets: ``add_task(wraparound=True)`` (in :mod:`alignlib.data`);
   - (b) their recurrent Align-ada, :data:`align_ada_authors_rnn`, which drops the
     readout's direct contribution at each time step;
   - (c) their initial state, one learned row per batch slot: :class:`SlotInitialState`;
+  - (d) their recurrent Align-zero, :data:`align_zero_authors_rnn`, whose linearised
+    network starts from the current, trained initial state instead of ``h_0(0)``;
+  - (e) their readout-only training, :data:`readout_authors_rnn`, which also trains the
+    initial state;
 
+  :data:`SETTINGS` switches them on alone or together (``'authors_code'``);
+
+* :func:`authors_seed_draws`, :func:`authors_seed_model` and :func:`authors_seed_run`: the
+  authors' run repeated from their NumPy seed (their data, initial weights and batch
+  order), which reproduces the best test losses their script printed;
 * :func:`sweep`: trains every (setting, rule, width) with several seeds and returns one
   tidy table (losses per epoch, seconds per epoch, distance of the trained outputs to
   backprop's);
@@ -26,17 +36,19 @@ This module adds what the chapter ``book/recurrent.ipynb`` needs beyond the libr
   mean);
 * :func:`time_epochs` and :func:`timing_summary`: seconds per epoch in the authors'
   setting, test-set evaluation included (and, separately, a pass over the training set),
-  extrapolated to their 200 epochs and set beside their TensorFlow times; :func:`epoch_flops` and :func:`matmul_gflops` turn
-  them into an arithmetic rate;
+  extrapolated to their 200 epochs and set beside their TensorFlow times;
+  :func:`epoch_flops` and :func:`matmul_gflops` turn them into an arithmetic rate;
 * :func:`update_relative_errors` and :func:`updates_at_initialisation`: how far a rule's
   update is from backprop through time at initialisation, per site;
-* :func:`best_losses`, :func:`summarize` (seed intervals) and :func:`markdown_table` for
-  the chapter's tables.
+* :func:`best_losses`, :func:`summarize` (seed intervals), :func:`paired_ratios`,
+  :func:`fit_slope`, :func:`interval_check` and :func:`decide` (checks to a scorecard
+  verdict), and :func:`markdown_table` for the chapter's tables.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from typing import Callable, Iterable, Sequence
@@ -49,16 +61,19 @@ import pandas as pd
 from jax import lax
 
 from alignlib._sites import AdaPair, Array, Dense, Pair, Site
-from alignlib.data import Dataset, add_task
+from alignlib.data import Dataset, add_task, add_task_targets
 from alignlib.models import RNN
-from alignlib.rules import (LearningRule, LossFn, _frozen_copy, _value_with_gradient_of,
-                            get_rule, sequence_mse)
+from alignlib.rules import (LearningRule, LossFn, _align_zero_gradient, _frozen_copy,
+                            _no_state, _value_with_gradient_of, get_rule, sequence_mse)
 from alignlib.training import make_epoch, make_evaluate, make_optimizer, train
 
 __all__ = [
     "AUTHORS_SETTING", "AUTHORS_BEST_TEST_LOSS", "AUTHORS_CONSTANT_LOSS",
-    "AUTHORS_SECONDS_200_EPOCHS", "SETTINGS", "Setting", "SlotInitialState",
-    "align_ada_authors_rnn", "with_slot_initial_state", "make_rnn", "rule_for",
+    "AUTHORS_SECONDS_200_EPOCHS", "AUTHORS_SEED", "SETTINGS", "Setting", "SlotInitialState",
+    "align_ada_authors_rnn", "align_zero_authors_rnn", "readout_authors_rnn",
+    "with_slot_initial_state", "make_rnn", "rule_for", "AuthorsDraws", "authors_seed_draws",
+    "authors_seed_model", "authors_seed_run", "paired_ratios", "interval_check", "decide",
+    "fit_slope",
     "constant_predictor_losses", "sweep", "best_losses", "summarize", "output_distances",
     "time_epochs", "timing_summary", "epoch_flops", "matmul_gflops", "update_relative_errors",
     "updates_at_initialisation", "markdown_table",
@@ -71,8 +86,8 @@ __all__ = [
 AUTHORS_SETTING = dict(n_sequences=400, length=100, n_train=300, lr=0.001, batch_size=50,
                        epochs=200)
 
-#: The authors' published best test loss (one seed, 200 epochs; REFERENCE.md section 3),
-#: produced by their code, i.e. with quirks (a), (b) and (c): ``{width: {rule: loss}}``.
+#: The best test loss the authors' script printed (one seed, 99; 200 epochs; two decimals),
+#: produced by their code, i.e. with quirks (a) to (e): ``{width: {rule: loss}}``.
 AUTHORS_BEST_TEST_LOSS = {
     16: {"backprop": 1.23, "align_ada": 2.09, "align_zero": 2.21, "readout": 2.97},
     64: {"backprop": 0.67, "align_ada": 0.90, "align_zero": 0.65, "readout": 3.31},
@@ -84,8 +99,8 @@ AUTHORS_BEST_TEST_LOSS = {
 AUTHORS_CONSTANT_LOSS = 9.31
 
 #: Wall-clock seconds of the authors' TensorFlow script for 200 epochs of the authors'
-#: setting, per-epoch evaluation included, on the 2-core CPU this book is built on
-#: (reference times recorded in the project's issue 5): ``{(rule, width): seconds}``.
+#: setting, per-epoch evaluation included, measured by running their script on a 2-core
+#: CPU like the one this book is built on: ``{(rule, width): seconds}``.
 AUTHORS_SECONDS_200_EPOCHS = {("backprop", 256): 30.0, ("backprop", 1024): 311.0,
                               ("align_ada", 256): 41.0, ("align_ada", 1024): 479.0}
 
@@ -215,6 +230,57 @@ and its bias get the correct Align-ada update. The initial network also starts f
 current (not the initial) learned initial state, as in their script."""
 
 
+# ------------------------------------------------------------------ quirk (d): their Align-zero
+
+
+def _align_zero_authors_gradient(model, initial, x, y, loss_fn):
+    if not isinstance(model, RNN):
+        raise TypeError(
+            f"align_zero_authors_rnn reproduces the authors' recurrent script and needs an "
+            f"alignlib.RNN, got {type(model).__name__}")
+    # their linearised network shares the learned initial-state variable with the current
+    # one: it starts from the current h_0, with the initial weights everywhere else
+    linearised = eqx.tree_at(lambda m: m.initial_state, initial, model.initial_state)
+    return _align_zero_gradient(model, linearised, x, y, loss_fn)
+
+
+align_zero_authors_rnn = LearningRule("align_zero_authors_rnn", _frozen_copy,
+                                      _align_zero_authors_gradient)
+"""The authors' recurrent Align-zero (their ``train_alignzero``), a reproduction of their
+code, not the rule (quirk (d)): the initial (linearised) network that supplies every
+update runs with the initial weights ``W(0)`` but starts from the *current*, trained
+initial state ``h_0(t)``, because their script gives both networks the same initial-state
+variable. The rule as defined (:data:`alignlib.align_zero`) starts it from ``h_0(0)``.
+Both equal backprop through time at initialisation."""
+
+
+# ------------------------------------------------------------------ quirk (e): their readout
+
+
+def _readout_authors_gradient(model, state, x, y, loss_fn):
+    del state
+    if not isinstance(model, RNN):
+        raise TypeError(
+            f"readout_authors_rnn reproduces the authors' recurrent script and needs an "
+            f"alignlib.RNN, got {type(model).__name__}")
+
+    def surrogate(parts):
+        return loss_fn(eqx.tree_at(lambda m: (m.readout, m.initial_state), model, parts)(x), y)
+
+    loss, (g_readout, g_state) = eqx.filter_value_and_grad(surrogate)(
+        (model.readout, model.initial_state))
+    grads = jax.tree.map(jnp.zeros_like, eqx.filter(model, eqx.is_inexact_array))
+    return loss, eqx.tree_at(lambda m: (m.readout, m.initial_state), grads,
+                             (g_readout, g_state))
+
+
+readout_authors_rnn = LearningRule("readout_authors_rnn", _no_state, _readout_authors_gradient)
+"""The authors' recurrent readout-only training (their ``train_readout``), a reproduction
+of their code (quirk (e)): besides the readout it also trains the learned initial state,
+by backprop through time into ``h_0``. The rule as defined (:data:`alignlib.readout`)
+trains the readout alone."""
+
+
 # ------------------------------------------------------------------ settings
 
 
@@ -223,12 +289,16 @@ class Setting:
     """One way of running the experiment: the intended one, or with some of the authors'
     quirks. ``wraparound``: quirk (a) targets; ``slot_state``: quirk (c) initial state;
     ``authors_ada``: quirk (b), ``'align_ada'`` is trained with
-    :data:`align_ada_authors_rnn`."""
+    :data:`align_ada_authors_rnn`; ``authors_zero``: quirk (d), ``'align_zero'`` is trained
+    with :data:`align_zero_authors_rnn`; ``authors_readout``: quirk (e), ``'readout'`` is
+    trained with :data:`readout_authors_rnn`."""
 
     name: str
     wraparound: bool = False
     slot_state: bool = False
     authors_ada: bool = False
+    authors_zero: bool = False
+    authors_readout: bool = False
     description: str = ""
 
 
@@ -240,7 +310,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("authors_ada", authors_ada=True,
             description="quirk (b) alone: the authors' recurrent Align-ada"),
     Setting("authors_code", wraparound=True, slot_state=True, authors_ada=True,
-            description="the authors' code: quirks (a), (b) and (c) together"),
+            authors_zero=True, authors_readout=True,
+            description="the authors' code: quirks (a) to (e) together"),
 )}
 
 
@@ -253,13 +324,25 @@ def _setting(name: str | Setting) -> Setting:
         raise ValueError(f"unknown setting {name!r}; valid names: {', '.join(SETTINGS)}") from None
 
 
-def rule_for(setting: str | Setting, rule: str) -> LearningRule:
-    """The learning rule that ``rule`` means in ``setting`` (the authors' Align-ada where
-    the setting reproduces quirk (b))."""
-    if _setting(setting).authors_ada and rule == "align_ada":
+_AUTHORS_RULES = {r.name: r for r in (align_ada_authors_rnn, align_zero_authors_rnn,
+                                      readout_authors_rnn)}
+
+
+def rule_for(setting: str | Setting, rule: str | LearningRule) -> LearningRule:
+    """The learning rule that ``rule`` means in ``setting``: the authors' recurrent
+    Align-ada, Align-zero or readout where the setting reproduces quirk (b), (d) or (e).
+    A :class:`~alignlib.rules.LearningRule` object is returned as it is."""
+    if isinstance(rule, LearningRule):
+        return rule
+    s = _setting(setting)
+    if rule == "align_ada" and s.authors_ada:
         return align_ada_authors_rnn
-    if rule == align_ada_authors_rnn.name:
-        return align_ada_authors_rnn
+    if rule == "align_zero" and s.authors_zero:
+        return align_zero_authors_rnn
+    if rule == "readout" and s.authors_readout:
+        return readout_authors_rnn
+    if rule in _AUTHORS_RULES:
+        return _AUTHORS_RULES[rule]
     return get_rule(rule)
 
 
@@ -277,6 +360,195 @@ def constant_predictor_losses(data: Dataset) -> dict[str, float]:
     mean = y_train.mean(axis=0, keepdims=True)
     return {"constant_0.5": float(np.sum(np.mean((y_test - 0.5) ** 2, axis=0))),
             "training_mean": float(np.sum(np.mean((y_test - mean) ** 2, axis=0)))}
+
+
+# ------------------------------------------------------------------ the authors' run, from their seed
+
+#: The NumPy seed of the authors' script. It fixes their data, their initial weights and
+#: their batch order, so their published run can be repeated exactly.
+AUTHORS_SEED = 99
+
+
+@dataclasses.dataclass(frozen=True)
+class AuthorsDraws:
+    """What the authors' script draws from NumPy's legacy generator, for one width.
+
+    ``data``: their Add task, wrap-around targets (quirk (a)), sequences ``0 .. n_train-1``
+    train and the rest test, ``x`` and ``y`` of shape ``(N, T, 1)`` float32;
+    ``w_ih`` ``(n,)``, ``w_hh`` ``(n, n)``, ``w_ho`` ``(n,)``: their initial weights, float64
+    as drawn, in their convention ``h_t = relu(x_t w_ih + h_(t-1) @ w_hh / sqrt(n) + b_h)``
+    (row vector times ``w_hh``), ``y_t = h_t . w_ho / sqrt(n) + b_o``;
+    ``train_order`` ``(epochs, n_train)``: the order in which each epoch's SGD batches take
+    the training sequences; ``test_order`` ``(epochs, n_test)``: the order of each epoch's
+    test batches (it matters, because the initial state is one row per batch slot).
+    """
+
+    data: Dataset
+    w_ih: np.ndarray
+    w_hh: np.ndarray
+    w_ho: np.ndarray
+    train_order: np.ndarray
+    test_order: np.ndarray
+
+
+def authors_seed_draws(width: int, *, epochs: int = AUTHORS_SETTING["epochs"],
+                       seed: int = AUTHORS_SEED,
+                       n_sequences: int = AUTHORS_SETTING["n_sequences"],
+                       length: int = AUTHORS_SETTING["length"],
+                       n_train: int = AUTHORS_SETTING["n_train"]) -> AuthorsDraws:
+    """The authors' data, initial weights and batch order, drawn the way their script draws
+    them: NumPy's legacy Mersenne-Twister generator, reseeded with ``seed`` three times.
+
+    1. seed; bits ``binomial(1, 0.5, size=(n_sequences, length))``; targets from
+       ``roll`` along time with the first 2 resp. 5 *sequences* zeroed (quirk (a),
+       :func:`alignlib.data.add_task_targets` with ``wraparound=True``);
+    2. seed; ``w_ih = normal(size=n)``, ``w_hh = normal(size=(n, n))``,
+       ``w_ho = normal(size=n)``, in that order (biases and initial state are zero);
+    3. seed; then per epoch ``permutation(n_train)`` (the SGD batches, in order),
+       ``permutation(n_test)`` (the test batches) and one more ``permutation(n_train)``,
+       which their script uses for a pass over the training set and which is drawn here
+       only to keep the stream in step.
+
+    A private ``numpy.random.RandomState(seed)`` gives the same numbers as
+    ``numpy.random.seed(seed)`` followed by the global functions, without touching the
+    global generator.
+    """
+    for name, value in (("width", width), ("epochs", epochs), ("n_sequences", n_sequences),
+                        ("length", length), ("n_train", n_train)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not n_train < n_sequences:
+        raise ValueError(f"n_train must be below n_sequences={n_sequences}, got {n_train}")
+    rng = np.random.RandomState(seed)
+    bits = rng.binomial(1, 0.5, size=(n_sequences, length))
+    targets = add_task_targets(bits, wraparound=True)
+    x, y = bits.astype(np.float32)[..., None], targets[..., None]
+    data = Dataset(name="add-wraparound", x_train=x[:n_train], y_train=y[:n_train],
+                   x_test=x[n_train:], y_test=y[n_train:], labels_train=None,
+                   labels_test=None, n_outputs=1)
+    rng = np.random.RandomState(seed)
+    w_ih = rng.normal(scale=1, size=width)
+    w_hh = rng.normal(scale=1, size=(width, width))
+    w_ho = rng.normal(scale=1, size=width)
+    rng = np.random.RandomState(seed)
+    train_order, test_order = [], []
+    for _ in range(epochs):
+        train_order.append(rng.permutation(n_train))
+        test_order.append(rng.permutation(n_sequences - n_train))
+        rng.permutation(n_train)
+    return AuthorsDraws(data, w_ih, w_hh, w_ho, np.stack(train_order), np.stack(test_order))
+
+
+def authors_seed_model(draws: AuthorsDraws, batch_size: int = AUTHORS_SETTING["batch_size"]
+                       ) -> RNN:
+    """The authors' initial network: :class:`alignlib.RNN` with their weights (float32)
+    and their per-slot initial state for batches of ``batch_size`` (quirk (c)).
+
+    Their ``h_(t-1) @ w_hh`` is the library's ``W_hh h_(t-1)`` with ``W_hh = w_hh^T``; their
+    input weight is unscaled, as the library's NTK multiplier ``1/sqrt(fan_in)`` is 1 for
+    the single input."""
+    width = draws.w_ih.shape[0]
+    model = make_rnn(width, slot_state=batch_size)(jax.random.PRNGKey(0))
+    return eqx.tree_at(
+        lambda m: (m.input.weight, m.recurrent.weight, m.readout.weight), model,
+        (jnp.asarray(draws.w_ih[:, None], jnp.float32), jnp.asarray(draws.w_hh.T, jnp.float32),
+         jnp.asarray(draws.w_ho[None, :], jnp.float32)))
+
+
+@functools.lru_cache(maxsize=64)
+def _authors_program(rule: LearningRule, batch_size: int) -> Callable:
+    """All epochs of the authors' loop in one compiled program: per epoch, plain SGD over
+    the batches in ``train_order``, then the mean loss of the test batches in
+    ``test_order``. Returns ``(initial test loss, train_losses, test_losses)``, the last two
+    with one entry per epoch."""
+
+    def run(model, state, lr, x_train, y_train, x_test, y_test, train_order, test_order):
+        def epoch(model, orders):
+            train_idx, test_idx = orders
+
+            def step(model, idx):
+                loss, grads = rule.gradient(model, state, x_train[idx], y_train[idx],
+                                            sequence_mse)
+                return eqx.apply_updates(model, jax.tree.map(lambda g: -lr * g, grads)), loss
+
+            model, losses = lax.scan(step, model, train_idx.reshape(-1, batch_size))
+
+            def test_batch(_, idx):
+                return None, sequence_mse(model(x_test[idx]), y_test[idx])
+
+            _, test = lax.scan(test_batch, None, test_idx.reshape(-1, batch_size))
+            return model, (jnp.mean(losses), jnp.mean(test))
+
+        initial = jnp.mean(lax.map(
+            lambda xy: sequence_mse(model(xy[0]), xy[1]),
+            (x_test.reshape((-1, batch_size) + x_test.shape[1:]),
+             y_test.reshape((-1, batch_size) + y_test.shape[1:]))))
+        _, (train, test) = lax.scan(epoch, model, (train_order, test_order))
+        return initial, train, test
+
+    return eqx.filter_jit(run)
+
+
+def authors_seed_run(width: int, rules: Sequence[str | LearningRule] = (
+        "backprop", "align_ada", "align_zero", "readout"), *,
+        setting: str | Setting = "authors_code", epochs: int = AUTHORS_SETTING["epochs"],
+        lr: float = AUTHORS_SETTING["lr"], batch_size: int = AUTHORS_SETTING["batch_size"],
+        seed: int = AUTHORS_SEED, draws: AuthorsDraws | None = None) -> pd.DataFrame:
+    """The authors' recurrent run repeated from their seed: their data, initial weights and
+    batch order (:func:`authors_seed_draws`), their network (:func:`authors_seed_model`),
+    plain SGD, the test loss after every epoch as their script computes it (mean over the
+    test batches, in that epoch's test order).
+
+    ``rules``: names, mapped to the authors' code paths by :func:`rule_for` in ``setting``
+    (default ``'authors_code'``: their Align-ada, their Align-zero, their readout), or
+    :class:`~alignlib.rules.LearningRule` objects, used as they are (e.g.
+    ``alignlib.align_zero`` to see what the rule as defined does from their seed).
+
+    Returns a tidy DataFrame ``setting, rule, width, seed, lr, epoch, metric, value,
+    diverged`` with metrics ``train_loss`` (mean over the epoch's SGD steps) and
+    ``heldout_loss`` (epoch 0: the initial network); :func:`best_losses` gives their "best
+    test loss" (the minimum over the epochs).
+    """
+    s = _setting(setting)
+    draws = draws if draws is not None else authors_seed_draws(
+        width, epochs=epochs, seed=seed)
+    if draws.w_ih.shape[0] != width or len(draws.train_order) < epochs:
+        raise ValueError(f"draws are for width {draws.w_ih.shape[0]} and "
+                         f"{len(draws.train_order)} epochs, asked for width {width} and "
+                         f"{epochs} epochs")
+    d = draws.data
+    if d.n_train % batch_size or d.n_test % batch_size:
+        raise ValueError(f"batch_size {batch_size} must divide the {d.n_train} training and "
+                         f"{d.n_test} test sequences (the per-slot initial state needs "
+                         "full batches)")
+    model = authors_seed_model(draws, batch_size)
+    arrays = [jnp.asarray(a) for a in (d.x_train, d.y_train, d.x_test, d.y_test)]
+    orders = (jnp.asarray(draws.train_order[:epochs]), jnp.asarray(draws.test_order[:epochs]))
+    tables = []
+    for rule in rules:
+        rule = rule_for(s, rule)
+        state = rule.init(model, arrays[0][:batch_size], jax.random.PRNGKey(0))
+        # full float32 matrix products, as their CPU run had (no TF32 on GPUs)
+        with jax.default_matmul_precision("highest"):
+            initial, train_losses, test_losses = _authors_program(rule, batch_size)(
+                model, state, jnp.float32(lr), *arrays, *orders)
+        train_losses, test_losses = np.asarray(train_losses), np.asarray(test_losses)
+        initial = float(initial)
+        diverged = np.cumsum(~(np.isfinite(train_losses) & np.isfinite(test_losses))) > 0
+        rows = [{"epoch": 0, "metric": "heldout_loss", "value": initial, "diverged": False}]
+        for e in range(epochs):
+            rows += [{"epoch": e + 1, "metric": "train_loss", "value": float(train_losses[e]),
+                      "diverged": bool(diverged[e])},
+                     {"epoch": e + 1, "metric": "heldout_loss", "value": float(test_losses[e]),
+                      "diverged": bool(diverged[e])}]
+        table = pd.DataFrame(rows)
+        table.insert(0, "setting", s.name)
+        table.insert(1, "rule", rule.name)
+        table.insert(2, "width", width)
+        table.insert(3, "seed", seed)
+        table.insert(4, "lr", lr)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
 
 
 # ------------------------------------------------------------------ the sweep
@@ -306,12 +578,15 @@ def output_distances(output: np.ndarray, reference: np.ndarray, initial: np.ndar
     ``'output_distance'``: ``sum_t mean_i (f_i,t - f^ref_i,t)^2`` (the loss's units);
     ``'relative_output_distance'``: ``||f - f_ref||_F / ||f_ref - f(0)||_F``.
     """
-    diff = np.asarray(output, np.float64) - np.asarray(reference, np.float64)
-    moved = np.asarray(reference, np.float64) - np.asarray(initial, np.float64)
-    runs = diff.shape[0]
-    return {"output_distance": np.mean(diff ** 2, axis=1).reshape(runs, -1).sum(axis=1),
-            "relative_output_distance": np.sqrt(np.sum(diff.reshape(runs, -1) ** 2, axis=1)
-                                                / np.sum(moved.reshape(runs, -1) ** 2, axis=1))}
+    # a run whose outputs are not finite (it diverged) gives NaN, without a warning
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        diff = np.asarray(output, np.float64) - np.asarray(reference, np.float64)
+        moved = np.asarray(reference, np.float64) - np.asarray(initial, np.float64)
+        runs = diff.shape[0]
+        return {"output_distance": np.mean(diff ** 2, axis=1).reshape(runs, -1).sum(axis=1),
+                "relative_output_distance": np.sqrt(
+                    np.sum(diff.reshape(runs, -1) ** 2, axis=1)
+                    / np.sum(moved.reshape(runs, -1) ** 2, axis=1))}
 
 
 def sweep(runs: Iterable[tuple[str, str, int]], *, epochs: int, lr: float,
@@ -389,21 +664,88 @@ def best_losses(history: pd.DataFrame, metric: str = "heldout_loss") -> pd.DataF
 
 
 def summarize(table: pd.DataFrame, value: str, by: Sequence[str],
-              confidence: float = 0.95) -> pd.DataFrame:
+              confidence: float = 0.95, log: bool = False) -> pd.DataFrame:
     """Mean over seeds of ``value`` per ``by`` group, with a Student-t confidence interval
-    (``lo``, ``hi``; equal to the mean where there is one seed) and the seed count ``n``."""
+    (``lo``, ``hi``; equal to the mean where there is one seed) and the seed count ``n``.
+
+    ``log=True``: the geometric mean and the interval of the mean of ``log(value)``,
+    exponentiated (for positive quantities such as losses and their ratios, whose spread
+    over seeds is multiplicative; the interval stays positive). Values that are not
+    finite and positive are then left out."""
     from scipy import stats
 
     def one(g: pd.Series) -> pd.Series:
         v = g.to_numpy(float)
+        if log:
+            v = np.log(v[np.isfinite(v) & (v > 0)])
+        back = np.exp if log else (lambda a: a)
+        if len(v) == 0:
+            return pd.Series({"mean": np.nan, "lo": np.nan, "hi": np.nan, "n": 0})
         mean = float(np.mean(v))
         if len(v) < 2:
-            return pd.Series({"mean": mean, "lo": mean, "hi": mean, "n": len(v)})
+            return pd.Series({"mean": back(mean), "lo": back(mean), "hi": back(mean), "n": len(v)})
         half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * np.std(v, ddof=1)
                      / np.sqrt(len(v)))
-        return pd.Series({"mean": mean, "lo": mean - half, "hi": mean + half, "n": len(v)})
+        return pd.Series({"mean": back(mean), "lo": back(mean - half), "hi": back(mean + half),
+                          "n": len(v)})
 
     return table.groupby(list(by))[value].apply(one).unstack().reset_index()
+
+
+def paired_ratios(best: pd.DataFrame, reference: str = "backprop") -> pd.DataFrame:
+    """Each run's best loss over the best loss of the ``reference`` rule's run with the same
+    setting, width and seed, i.e. from the same initial network. ``best``: a
+    :func:`best_losses` table. Adds ``best_reference`` and ``ratio`` (NaN where the
+    reference's best loss is not finite: a diverged reference gives no comparison)."""
+    keys = [c for c in ("setting", "width", "seed", "lr") if c in best]
+    ref = best[best.rule == reference][keys + ["best"]].rename(columns={"best": "best_reference"})
+    out = best.merge(ref, on=keys)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["ratio"] = np.where(np.isfinite(out.best_reference),
+                                out.best / out.best_reference, np.nan)
+    return out
+
+
+def interval_check(low: float, high: float, threshold: float) -> bool | None:
+    """Is a quantity below ``threshold``, judged by its interval ``[low, high]``? ``True``
+    when the whole interval is below, ``False`` when the whole interval is above, ``None``
+    when the interval contains the threshold (or is not finite): undecided."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return None
+    if high < threshold:
+        return True
+    if low > threshold:
+        return False
+    return None
+
+
+def decide(checks: Sequence[bool | None], *, converged: bool = True) -> str:
+    """A claim's verdict (:func:`alignlib.claims.verdict_of_checks`) from checks that may be
+    undecided (``None``, see :func:`interval_check`). An undecided check counts as not
+    passed and, like runs that had not converged, keeps a failing claim ``inconclusive``
+    instead of calling it false."""
+    from alignlib.claims import verdict_of_checks
+
+    checks = list(checks)
+    return verdict_of_checks([c is not None and bool(c) for c in checks],
+                             converged=bool(converged) and all(c is not None for c in checks))
+
+
+def fit_slope(x, y, confidence: float = 0.95) -> dict:
+    """Least-squares slope of ``log y`` against ``log x`` over all (finite, positive) points,
+    e.g. every seed at every width, with a Student-t interval from the fit's standard
+    error. Returns ``slope, lo, hi, n`` (NaN with fewer than 3 points or 2 distinct x)."""
+    from scipy import stats
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
+    x, y = np.log(x[keep]), np.log(y[keep])
+    if len(x) < 3 or len(np.unique(x)) < 2:
+        return {"slope": np.nan, "lo": np.nan, "hi": np.nan, "n": int(len(x))}
+    fit = stats.linregress(x, y)
+    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 2) * fit.stderr)
+    return {"slope": float(fit.slope), "lo": float(fit.slope - half),
+            "hi": float(fit.slope + half), "n": int(len(x))}
 
 
 # ------------------------------------------------------------------ timing
