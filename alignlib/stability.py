@@ -12,8 +12,9 @@ In wide networks trained in the NTK parameterisation the kernel barely moves, so
 bound, measured at initialisation, is the learning rate at which training diverges (to
 within the change of the kernel during training). :func:`ntk_top_eigenvalue` finds
 ``lambda_max(Theta)`` by power iteration with one Jacobian-vector and one
-vector-Jacobian product per step, so no Jacobian is ever formed: it works for any model
-(MLP, ConvNet with batch norm, RNN) at any width.
+vector-Jacobian product per step (the former as the transpose of the latter), so no
+Jacobian is ever formed: it works for any model (MLP, ConvNet with batch norm, RNN) at
+any width.
 """
 
 from __future__ import annotations
@@ -42,11 +43,14 @@ def ntk_top_eigenvalue(model, x, *, iterations: int = 100, key=None) -> float:
         return eqx.combine(p, static)(x).reshape(-1)
 
     out, vjp = jax.vjp(outputs, params)
+    # J u as the transpose of the (linear) map v -> J^T v: reverse mode only, so it also
+    # works through custom-VJP layers (the ConvNet's convolution) that forward mode cannot.
+    transpose = jax.linear_transpose(lambda v: vjp(v)[0], out)
 
     @jax.jit
     def apply(v):
         (pullback,) = vjp(v)
-        return jax.jvp(outputs, (params,), (pullback,))[1]
+        return transpose(pullback)[0]
 
     v = jax.random.normal(jax.random.PRNGKey(0) if key is None else key, out.shape, out.dtype)
     v = v / jnp.linalg.norm(v)

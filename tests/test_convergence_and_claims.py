@@ -119,17 +119,32 @@ def test_power_iteration_finds_the_top_eigenvalue_of_the_full_ntk():
     with jax.enable_x64(True):
         model = al.MLP(5, 24, 2, 3, key=jax.random.PRNGKey(1), bias_multiplier=0.5)
         x = jax.random.uniform(jax.random.PRNGKey(2), (7, 5), jnp.float64)
-        params, static = jax.tree_util.tree_flatten(model)[0], None
-        flat, unravel = jax.flatten_util.ravel_pytree(
-            __import__("equinox").filter(model, __import__("equinox").is_inexact_array))
-        rest = __import__("equinox").filter(model, __import__("equinox").is_inexact_array, inverse=True)
-        f = lambda v: __import__("equinox").combine(unravel(v), rest)(x).reshape(-1)
+        import equinox as eqx
+
+        flat, unravel = jax.flatten_util.ravel_pytree(eqx.filter(model, eqx.is_inexact_array))
+        rest = eqx.filter(model, eqx.is_inexact_array, inverse=True)
+        f = lambda v: eqx.combine(unravel(v), rest)(x).reshape(-1)
         J = jax.jacobian(f)(flat)
         exact = float(np.linalg.eigvalsh(np.asarray(J @ J.T))[-1])
         assert ntk_top_eigenvalue(model, x, iterations=300) == pytest.approx(exact, rel=1e-6)
         assert stable_learning_rate(model, x, iterations=300) == pytest.approx(7 * 3 / exact, rel=1e-6)
     with pytest.raises(ValueError, match="iterations"):
         ntk_top_eigenvalue(model, x, iterations=0)
+
+
+def test_power_iteration_passes_the_convnets_custom_vjp_convolution():
+    """The ConvNet's convolution has a custom VJP, which forward mode cannot differentiate;
+    the bound must still match the full Jacobian's J J^T."""
+    import equinox as eqx
+
+    with jax.enable_x64(True):
+        m = al.ConvNet((8, 8, 1), 4, 3, key=jax.random.PRNGKey(0))
+        x = jax.random.uniform(jax.random.PRNGKey(1), (6, 8, 8, 1), jnp.float64)
+        flat, unravel = jax.flatten_util.ravel_pytree(eqx.filter(m, eqx.is_inexact_array))
+        rest = eqx.filter(m, eqx.is_inexact_array, inverse=True)
+        J = jax.jacrev(lambda v: eqx.combine(unravel(v), rest)(x).reshape(-1))(flat)
+        exact = float(np.linalg.eigvalsh(np.asarray(J @ J.T))[-1])
+        assert ntk_top_eigenvalue(m, x, iterations=300) == pytest.approx(exact, rel=1e-4)
 
 
 def test_the_bound_is_align_zeros_stability_edge_and_backprops_lazy_edge():

@@ -87,9 +87,6 @@ def test_low_data_gpu_profile_path_on_fake_cifar10_files(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=TypeError, reason=(
-    "stable_lr_at_init forms J u with jax.jvp, which cannot pass the ConvNet's custom-vjp "
-    "convolution; the gpu profile's learning-rate grid needs it"))
 def test_stable_bound_of_the_gpu_profile_convnet(tmp_path):
     p = chapter_parameters("gpu")
     full = fake_cifar_loader(tmp_path, p)()
