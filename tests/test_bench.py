@@ -229,3 +229,26 @@ def test_performance_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
     # the benchmark's points went through the sweep store, one folder per (model, width)
     points = list((folder / "points" / "bench").glob("*/point.csv"))
     assert len(points) == tidy.groupby(["model", "width"]).ngroups
+    # the chapter's claim: the largest Align-zero / Align-ada ratio at each model's widest
+    # width, its quartiles as the interval, the verdict in the library's words
+    import sys
+
+    from alignlib import claims
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from glue_records import glued
+
+    (cost,) = claims.collect_claims("tiny", tmp_path / "results", ["performance"])
+    wide = bench.cost_table(tidy)
+    wide = wide[wide.rule.isin(["align_zero", "align_ada"])
+                & (wide.width == wide.groupby("model").width.transform("max"))]
+    worst = wide.loc[wide.ratio_to_backprop.idxmax()]
+    assert cost.claim == "align-step-cost" and cost.figure == "fig-performance-rule-cost"
+    assert cost.value == pytest.approx(worst.ratio_to_backprop)
+    assert (cost.low, cost.high) == pytest.approx((worst.ratio_q25, worst.ratio_q75))
+    below = (wide.ratio_q75 < bench.ALIGN_TARGET).all()
+    above = (wide.ratio_q25 > bench.ALIGN_TARGET).any()
+    assert cost.verdict in claims.VERDICTS and cost.verdict != claims.NOT_TESTED
+    assert (cost.verdict == claims.HOLDS) == below
+    assert (cost.verdict in (claims.HOLDS_IN_PART, claims.DOES_NOT_HOLD)) == (above and not below)
+    assert glued(run.output)["verdict_align_step_cost"] == cost.verdict

@@ -12,10 +12,12 @@ import jax
 import jax.numpy as jnp
 import nbformat
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
 import alignlib as al
+from alignlib import claims
 from alignlib import layerwise as lw
 from alignlib.alignment import alignment_score
 from alignlib.data import load_digits
@@ -390,3 +392,17 @@ def test_chapter_runs_in_tiny_profile_and_glues_every_number(tmp_path, monkeypat
     assert {"alignment_sweep.csv", "alignment_vs_width.png", "alignment_vs_epoch.png",
             "probe_vs_exact.png", "alignment_probe_pairs.csv"} <= files
     assert float(values["probe_max_diff"]) < 0.2
+    # the chapter's claims: the library's verdict words, glued as recorded, figures of the page
+    found = {c.claim: c for c in claims.collect_claims("tiny", tmp_path / "results", ["alignment"])}
+    assert set(found) == {"alignment-rises", "alignment-control-low", "probe-agrees"}
+    names = {n for c in nb.cells if c.cell_type == "markdown" for n in re.findall(r":name: (\S+)", c.source)}
+    for c in found.values():
+        assert c.verdict in claims.VERDICTS and c.figure in names, c
+        assert values[f"verdict_{c.claim.replace('-', '_')}"] == c.verdict
+    # the tiny profile trains one width per network: nothing can rise with width
+    assert found["alignment-rises"].verdict == claims.NOT_TESTED
+    assert found["alignment-control-low"].verdict != claims.NOT_TESTED
+    assert f"{found['probe-agrees'].value:.3f}" == values["probe_max_diff"]
+    within = pd.read_csv(store / "alignment_probe_pairs.csv").difference.abs() <= float(values["probe_agrees"])
+    assert found["probe-agrees"].verdict == (claims.HOLDS if within.all() else claims.HOLDS_IN_PART
+                                             if within.any() else claims.DOES_NOT_HOLD)
