@@ -822,6 +822,24 @@ SCORECARD_MARK = "<!-- scorecard: table -->"
 VERDICTS_MARK = "<!-- scorecard: verdicts -->"
 
 
+def profile_claims(book: Book, profile: str, chapters: Sequence[str] | None = None):
+    """The scorecard records of ``profile``: for each chapter, those of the result
+    folders its last ``alignbook build --profile`` used (recorded beside the executed
+    notebook), else the newest of the profile. ``chapters``: default all, in toc order."""
+    from alignlib import claims as _claims
+
+    chapters = list(book.chapters()) if chapters is None else list(chapters)
+    folders = {}
+    for chapter in chapters:
+        executed = book.executed_path(profile, chapter)
+        manifest = executed.with_name(f".{executed.stem}.stores.jsonl")
+        if executed.is_file() and manifest.is_file():
+            entries = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()
+                       if line.strip()]
+            folders[chapter] = [e["path"] for e in entries if e.get("chapter") == chapter]
+    return _claims.collect_claims(profile, results_folder(book), chapters, folders)
+
+
 def _fill_scorecard(book: Book, staging: Path, profile: str, chapters: Sequence[str]) -> None:
     """Replace the scorecard markers in the staged Markdown pages with the claims that
     ``chapters`` (those rendered) recorded for ``profile``."""
@@ -831,7 +849,7 @@ def _fill_scorecard(book: Book, staging: Path, profile: str, chapters: Sequence[
     pages = [p for p in pages if SCORECARD_MARK in p.read_text(encoding="utf-8")]
     if not pages:
         return
-    found = _claims.collect_claims(profile, results_folder(book), chapters)
+    found = profile_claims(book, profile, chapters)
     table = (_claims.scorecard_markdown(found) if found else
              f"No chapter has recorded claims for the {profile} profile yet.")
     verdicts = "\n".join(f"- **{v}**: {m}." for v, m in _claims.VERDICT_MEANINGS.items())

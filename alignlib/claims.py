@@ -161,17 +161,23 @@ def save_claims(store, claims: Iterable[Claim]) -> Path:
 
 
 def collect_claims(profile: str, root: str | os.PathLike | None = None,
-                   chapters: Sequence[str] | None = None) -> list[Claim]:
+                   chapters: Sequence[str] | None = None,
+                   folders: dict[str, Sequence[str | os.PathLike]] | None = None) -> list[Claim]:
     """The claims of every chapter for ``profile``, from the results root (default as
-    :func:`alignlib.results.results_root`). Where a chapter has several result folders
-    for the profile (runs with other parameters), the most recently written
-    ``claims.json`` counts. ``chapters`` orders and filters the chapters (default: all,
-    alphabetically)."""
+    :func:`alignlib.results.results_root`). ``folders`` maps a chapter to the result
+    folders its last build used (the pipeline knows them); for a chapter not in it, the
+    most recently written ``claims.json`` of the profile counts (a run with other
+    parameters may have written it). ``chapters`` orders and filters the chapters
+    (default: all, alphabetically)."""
     from alignlib.results import results_root
 
     base = results_root(root)
+    folders = folders or {}
+    paths = [Path(f) / CLAIMS_FILE for fs in folders.values() for f in fs]
+    paths += [p for p in sorted(base.glob(f"*/{profile}/*/{CLAIMS_FILE}"))
+              if p.parts[-4] not in folders]
     newest: dict[str, dict] = {}
-    for path in sorted(base.glob(f"*/{profile}/*/{CLAIMS_FILE}")):
+    for path in paths:
         try:
             payload = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError):

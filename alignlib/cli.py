@@ -218,7 +218,7 @@ def _cmd_claims(args, book: _book.Book) -> int:
     profiles = _book.load_profiles(book)
     if args.profile not in profiles:
         raise _book.BookError(f"unknown profile {args.profile!r}; defined: {', '.join(profiles)}")
-    found = _claims.collect_claims(args.profile, _book.results_folder(book), list(book.chapters()))
+    found = _book.profile_claims(book, args.profile)
     if args.json:
         import dataclasses
 

@@ -639,3 +639,9 @@ def test_scorecard_page_lists_the_claims_of_the_rendered_chapters(tmp_path, resu
     assert "scorecard:" not in text  # no marker left
     rc, out, err = run_cli(capfd, "--root", str(root), "claims", "--profile", "tiny")
     assert rc == 0 and "mini/squares-grow" in out and C.HOLDS in out
+    # a later one-off run with other parameters does not replace the built book's record
+    other = R.ResultStore("mini", "tiny", {"n": 99})
+    C.save_claims(other, [C.Claim("mini", "other-run", "s", "q", 1.0, None, None, "1", "e",
+                                  C.DOES_NOT_HOLD, "tiny")])
+    rc, out, err = run_cli(capfd, "--root", str(root), "claims", "--profile", "tiny")
+    assert rc == 0 and "mini/squares-grow" in out and "other-run" not in out
