@@ -37,6 +37,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from alignlib.convergence import MIN_EPOCHS
 from alignlib.data import TARGET_OFFSET, Dataset, load_digits, one_hot_targets
 from alignlib.rules import get_rule
 from alignlib.training import train
@@ -333,7 +334,10 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
         epochs: passes over the training set (>= 1); the maximum when
             ``convergence_tolerance`` is given.
         convergence_tolerance: stop each training call once all its runs have converged
-            (:mod:`alignlib.convergence`); ``None`` trains every run for ``epochs``.
+            (:mod:`alignlib.convergence`); ``None`` trains every run for ``epochs``. At each
+            width every rule trains at least as many epochs as the first rule of ``rules``
+            needed (backprop in the book), so a rule whose loss flattens early, at a worse
+            value, is not stopped before the reference.
         batch_size: SGD batch size; the held-out batch size is
             :func:`full_eval_batch_size`.
         optimizer: ``"sgd"`` (NTK experiments) or ``"adam"`` (standard parameterisation).
@@ -369,12 +373,16 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
         make = model_factory(arch, input_shape, data.n_outputs, width, depth=depth,
                              strides=strides, parameterization=parameterization,
                              bias_multiplier=bias_multiplier)
-        for rule in rules:
+        floor = MIN_EPOCHS  # raised to the epochs the first rule trained at this width
+        for i, rule in enumerate(rules):
             for chunk in _chunks(seeds, seeds_per_call):
                 result = train(make, rule, data, epochs=epochs, learning_rates=grid_lrs,
                                seeds=chunk, batch_size=batch_size, optimizer=optimizer,
                                eval_batch_size=eval_batch, progress=progress,
-                               convergence_tolerance=convergence_tolerance)
+                               convergence_tolerance=convergence_tolerance,
+                               min_epochs=min(floor, epochs))
+                if i == 0:
+                    floor = max(floor, int(result.history.epoch.max()))
                 tables.append(_tidy(result.history, {
                     "experiment": experiment, "dataset": data.name, "arch": arch,
                     "optimizer": optimizer, "parameterization": parameterization,

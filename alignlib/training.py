@@ -217,7 +217,8 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
           loss_fn: LossFn = mse, classification: bool | None = None,
           eval_batch_size: int | None = None, tags: dict | None = None,
           predict: bool = False, epoch_metrics: Callable | None = None,
-          convergence_tolerance: float | None = None, progress: bool = True) -> TrainResult:
+          convergence_tolerance: float | None = None, min_epochs: int = MIN_EPOCHS,
+          progress: bool = True) -> TrainResult:
     """Train ``make_model(key)`` with ``rule`` for every (seed, learning rate) at once.
 
     ``data``: an :class:`alignlib.data.Dataset` (``x_train, y_train, x_test, y_test``).
@@ -231,8 +232,7 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     epoch 0); its metrics join the history (e.g. alignment scores per layer and epoch).
 
     ``convergence_tolerance=tol``: ``epochs`` becomes a maximum; training stops after the
-    first epoch (from :data:`~alignlib.convergence.MIN_EPOCHS` on) at which every run has
-    converged or diverged (:mod:`alignlib.convergence`: over the last tenth of the epochs
+    first epoch (from ``min_epochs`` on) at which every run has converged or diverged (:mod:`alignlib.convergence`: over the last tenth of the epochs
     the training loss changed by less than ``tol`` times the first epoch's loss).
 
     The held-out set is evaluated whole, every example once, in batches of at most
@@ -325,7 +325,7 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
             bar.set_postfix(train_loss=float(np.nanmean(losses[-1])))
         if bool(np.all(np.asarray(diverged))):
             break
-        if convergence_tolerance is not None and epoch >= MIN_EPOCHS and bool(np.all(
+        if convergence_tolerance is not None and epoch >= min_epochs and bool(np.all(
                 has_converged(losses, convergence_tolerance) | np.asarray(diverged))):
             break
 

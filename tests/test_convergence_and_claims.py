@@ -274,3 +274,20 @@ def test_verdict_of_intervals_never_decides_on_an_interval_that_straddles():
     assert v([(-5.0, -4.0)], -3.0, above=False) == C.HOLDS
     assert v([(float("nan"), float("nan"))], 0.0) == C.INCONCLUSIVE
     assert v([], 0.0) == C.NOT_TESTED
+
+
+def test_width_sweep_trains_every_rule_at_least_as_long_as_the_first():
+    """Align-zero's loss flattens earlier than backprop's; with early stopping it must still
+    train as many epochs as backprop did at that width."""
+    from alignlib import benchmarks as bench
+
+    data = load_digits()
+    table = bench.width_sweep(data, arch="mlp", widths=[64], rules=["backprop", "readout"],
+                              lrs=[20.0], seeds=[0], epochs=120, bias_multiplier=0.1,
+                              convergence_tolerance=0.01)
+    last = table.groupby("rule").epoch.max()
+    alone = al.train(bench.model_factory("mlp", (8, 8, 1), 10, 64, bias_multiplier=0.1), "readout",
+                     data, epochs=120, learning_rates=20.0, convergence_tolerance=0.01,
+                     eval_batch_size=99, progress=False)
+    assert last["readout"] >= last["backprop"] > 10
+    assert int(alone.history.epoch.max()) < last["backprop"]  # alone it would have stopped earlier
