@@ -1,7 +1,6 @@
 """Input-weight alignment: the alignment score between two weight updates.
 
-The paper (Boopathy & Fiete, ICML 2022, section "Input-weight alignment"; REFERENCE.md
-section 1.3) compares two updates ``A`` and ``B`` of one layer's weights through their
+The paper (Boopathy & Fiete, ICML 2022, section "Input-weight alignment") compares two updates ``A`` and ``B`` of one layer's weights through their
 *input-side Gram matrices*::
 
     score(A, B) = <A^T A, B^T B>_F / (||A^T A||_F ||B^T B||_F)          in [0, 1]
@@ -318,7 +317,7 @@ def alignment_score(
     max_dim: int = 65536,
     chunk_size: int = 256,
 ) -> float:
-    """Exact alignment score of two updates of one layer (REFERENCE.md section 1.3)::
+    """Exact alignment score of two updates of one layer (the derivation page, "Measuring alignment")::
 
         score = <G_a, G_b>_F / (||G_a||_F ||G_b||_F),   G = dW^T dW (dense) or C^T C (conv)
 

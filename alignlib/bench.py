@@ -518,7 +518,7 @@ def batching_gain(kind: str, width: int, n_runs: int, *, rule: str = "backprop",
 
 # ------------------------------------------------------------- figure and files
 
-#: The issue's target for the Align rules: at most this many backprop steps.
+#: The target for the Align rules' cost: at most this many backprop steps.
 ALIGN_TARGET = 1.35
 _RULE_LABELS = {"backprop": "backprop", "align_zero": "Align-zero", "align_ada": "Align-ada",
                 "align_prop": "Align-prop", "fa": "FA", "dfa": "DFA", "readout": "readout only"}

@@ -24,7 +24,7 @@ The analysis functions reduce such a table:
   seed, same initial network), with an interval;
 * :func:`epoch_seconds`: training time per epoch and rule, without the compiling epoch.
 
-Conventions (REFERENCE.md section 3): squared loss against ``one_hot - 0.1``, plain SGD
+Conventions (the authors', see the book's differences page): squared loss against ``one_hot - 0.1``, plain SGD
 with batch 100, accuracy on a split held out of the training set.
 """
 

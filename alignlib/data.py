@@ -2,8 +2,7 @@
 
 The paper's image data (KMNIST, CIFAR-10, ImageNet) cannot be downloaded on the machines
 this project is built on; the two sets here ship with installed packages and stand in
-for them (REFERENCE.md section 4). Both follow the authors' conventions
-(REFERENCE.md section 3):
+for them. Both follow the authors' conventions (the book's differences page):
 
 * inputs scaled to ``[0, 1]``;
 * classification targets are ``one_hot - 0.1`` (0.9 for the true class, -0.1 elsewhere),
@@ -186,7 +185,7 @@ def add_task(
     seed: int = 0,
     wraparound: bool = False,
 ) -> Dataset:
-    """The Add task of the paper's recurrent experiment (REFERENCE.md section 3).
+    """The Add task of the paper's recurrent experiment (the recurrent chapter).
 
     Random bit sequences ``x_t`` in {0, 1} (fair coin, ``numpy.random.default_rng(seed)``)
     with targets::

@@ -2,7 +2,7 @@
 
 The machines this project is built on cannot reach the datasets' servers, so the book
 runs on the offline stand-ins of :mod:`alignlib.data`; this module loads the real files
-wherever they are available (REFERENCE.md section 4). Every loader returns the same
+wherever they are available (the book's differences page, "Data"). Every loader returns the same
 :class:`~alignlib.data.Dataset` as the stand-ins and follows the authors' conventions:
 
 * images NHWC ``float32`` scaled to ``[0, 1]`` (the authors compute ``x / 255 - 0.5`` in

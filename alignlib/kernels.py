@@ -24,8 +24,8 @@ The flag ``bias_in_ntk`` (default True) controls the second point. (Jacot et al.
 convention ``h = ... + sigma_b b`` with ``b ~ N(0, 1)`` corresponds to
 ``bias_in_ntk = sigma_b**2``; a float is accepted for that case.)
 
-Kernels (all N x N for inputs ``X`` of shape (N, d); REFERENCE.md section 5)
----------------------------------------------------------------------------
+Kernels (all N x N for inputs ``X`` of shape (N, d); the book's derivation page)
+--------------------------------------------------------------------------------
 Layer-input kernels (the kernel of the input of layer l, before ``sigma_w^2``)::
 
     C^1(x, x')     = x.x' / d
@@ -49,7 +49,7 @@ Backward kernels (the limit of d f/d h^l . d f/d h^l', summed over layer l's uni
 
     K^l = prod_{m=l}^{L-1} sigma_w^2 Sigmadot^m,   K^L = 1 (readout).
 
-(REFERENCE.md 1.2 writes the product over m = l..L; the readout has no
+(The derivation page writes the product over m = l..L; the readout has no
 nonlinearity, so its factor is 1 and the two agree.)
 
 NTK of one output unit (the multi-output NTK is ``Theta ⊗ I_k``)::
@@ -74,7 +74,7 @@ so the error ``e = f - y`` (N x k) follows
   ``e(t) = exp(-eta Theta t) e(0)`` and
   ``E = int_0^T e(s) ds = (eta Theta)^{-1} (I - exp(-eta Theta T)) e(0)``.
 
-REFERENCE.md writes the flow as ``eps(t) = Theta^{-1} (I - exp(-lr Theta t)) e(0)``;
+The derivation page writes the flow as ``eps(t) = Theta^{-1} (I - exp(-lr Theta t)) e(0)``;
 that ``eps`` includes the learning rate, i.e. ``eps_reference = eta * E`` with the
 reference's ``lr`` playing the role of ``eta``.
 
@@ -493,7 +493,7 @@ def integrated_error(
 
     ``eta = 2 lr / (N k)`` (:func:`gd_step_size`). Both are evaluated in the
     eigenbasis of ``Theta``; singular directions (``eta lambda = 0``) contribute
-    ``T e0``. ``E`` carries no learning rate: REFERENCE.md's
+    ``T e0``. ``E`` carries no learning rate: the derivation page's
     ``eps = Theta^{-1} (I - exp(-lr Theta t)) e0`` equals ``eta * E``.
 
     Args: as for :func:`error_trajectory`.
@@ -506,7 +506,7 @@ def integrated_error(
 
 
 # --------------------------------------------------------------------------- #
-# layer-1 alignment (REFERENCE.md claim 2)
+# layer-1 alignment (the paper's layerwise alignment theorem)
 # --------------------------------------------------------------------------- #
 
 
@@ -524,7 +524,7 @@ def layer1_gram_prediction(
 
     After T full-batch GD steps of the library loss, the first layer's weight change
     (shape (n, d); the library stores W^1 as (n, d) and uses ``sigma_w W^1 x/sqrt(d)``)
-    tends to its lazy-training value (REFERENCE.md 1.2)::
+    tends to its lazy-training value (the layerwise alignment theorem)::
 
         dW^1 = -eta sigma_w / sqrt(d) * sum_i sum_o E_io  delta_o(x_i) x_i^T
 
@@ -537,7 +537,7 @@ def layer1_gram_prediction(
     The limit is O(1) in the width: compare it directly, with no normalisation by
     n, to ``dW1.T @ dW1`` of a trained finite network (``dW1 = W1(T) - W1(0)``,
     W1 of shape (n, d)); the relative difference shrinks like n^{-1/2}. In
-    REFERENCE.md's notation this is ``(sigma_w^2/d) X^T (K^1 ∘ eps eps^T) X`` with
+    the derivation page's notation this is ``(sigma_w^2/d) X^T (K^1 ∘ eps eps^T) X`` with
     ``eps = eta E``. Biases do not enter (layer 1's bias change is not part of W1).
 
     Args:

@@ -1,6 +1,6 @@
 """Layerwise alignment during training: how far SGD's weight change follows the paper's prediction.
 
-The paper's theorem (REFERENCE.md 1.2) says that under gradient descent every layer's
+The paper's theorem (the book's derivation page) says that under gradient descent every layer's
 weight change ``dW^l = W^l(t) - W^l(0)`` approaches, as width grows, a sum of
 error-scaled input correlations of the *initial* network::
 
@@ -9,7 +9,7 @@ error-scaled input correlations of the *initial* network::
 which is minus the learning rate times the Align-zero pseudo-gradient summed over the
 steps, driven by the trained network's own errors. :func:`alignlib.train` accumulates
 it beside plain SGD (``predict=True``). This module scores, per layer, how well the two
-agree with the alignment score of REFERENCE.md 1.3 (the cosine similarity of the
+agree with the alignment score of the paper (the cosine similarity of the
 input-side Gram matrices ``G = dW^T dW``; for a convolution, ``G = C^T C`` with ``C`` the
 convolution operator on one layer input) and the authors' null control, which replaces
 ``dW`` by ``shuffle(W(t)) - W(0)``.
@@ -100,10 +100,9 @@ __all__ = [
     "plot_probe_vs_exact",
     "width_headlines",
     "epoch_headlines",
-    "claim_verdicts",
 ]
 
-#: The authors' ConvNet strides per data set (REFERENCE.md 3). The 8x8 digits stand in
+#: The authors' ConvNet strides per data set (the book's differences page). The 8x8 digits stand in
 #: for KMNIST and get its three-layer network.
 PAPER_CONV_STRIDES: dict[str, tuple[int, ...]] = {
     "digits": (1, 2, 2),
@@ -347,7 +346,7 @@ def _unit(x: Array) -> tuple[Array, Array]:
 
 
 def exact_alignment(a: Array, b: Array, geometry: LayerGeometry) -> Array:
-    """Exact alignment score ``<G_a, G_b> / (||G_a|| ||G_b||)`` (REFERENCE.md 1.3).
+    """Exact alignment score ``<G_a, G_b> / (||G_a|| ||G_b||)`` (the derivation page, "Measuring alignment").
 
     Both updates are divided by their Frobenius norms first (the score is scale
     invariant). Returns a 0-d array in ``[0, 1]``, ``nan`` when either update is zero
@@ -435,7 +434,7 @@ def shuffle_permutations(seeds: Sequence[int], sizes: Sequence[int]) -> list[np.
 
 def _controls(trained: Array, init: Array, perms: Array) -> Array:
     """Shuffled control per run: ``shuffle(W(t)) - W(0)`` with the entries of ``W(t)``
-    permuted by ``perms[r]`` (the authors' ``randomize=True``; REFERENCE.md 1.3).
+    permuted by ``perms[r]`` (the authors' ``randomize=True``).
     ``trained``, ``init``: ``(runs, *shape)``; ``perms``: ``(runs, size)``."""
     return jax.vmap(lambda w, w0, p: w.ravel()[p].reshape(w.shape) - w0)(trained, init, perms)
 
@@ -961,38 +960,3 @@ def epoch_headlines(table: pd.DataFrame, dataset: str, model: str) -> dict[str, 
             "narrow_last_min": float(mean[lo][last].min()),
             "wide_last_min": float(mean[hi][last].min())}
 
-
-def claim_verdicts(summary: pd.DataFrame, dataset: str, *, close: float = 0.95,
-                   low: float = 0.3) -> dict[str, str]:
-    """Verdicts on the paper's two claims for one data set, over every sweep and layer.
-
-    ``rise``: the score rises toward 1 with width in every layer. ``"holds"`` if every
-    layer scores higher at the widest than at the narrowest width and at least ``close``
-    at the widest; ``"holds only in part"`` if some layers do; ``"does not hold"``
-    otherwise. ``control``: the shuffled control stays low. ``"holds"`` if every layer's
-    control is at most ``low`` at the widest width; ``"holds only in part"`` if that is true
-    of the layers fed by a hidden layer (all but the first and the readout) but not of
-    the others; ``"does not hold"`` otherwise. ``"not measured"`` without data.
-    """
-    part = summary[summary.dataset == dataset]
-    if part.empty:
-        return {"rise": "not measured", "control": "not measured"}
-    rise_ok, rise_any, control_all, control_hidden = [], [], [], []
-    for _, sweep in part.groupby("model"):
-        lo, hi = sweep.width.min(), sweep.width.max()
-        last = sweep.layer.max()
-        for layer, g in sweep.groupby("layer"):
-            a = g[g.metric == "alignment"].set_index("width")["mean"]
-            c = g[g.metric == "alignment_shuffled"].set_index("width")["mean"]
-            rises = a.get(hi, np.nan) > a.get(lo, np.nan) or lo == hi
-            rise_ok.append(bool(rises and a.get(hi, 0.0) >= close))
-            rise_any.append(bool(rises))
-            control_all.append(bool(c.get(hi, 1.0) <= low))
-            if 1 < layer < last:
-                control_hidden.append(bool(c.get(hi, 1.0) <= low))
-
-    def verdict(all_ok: bool, some_ok: bool) -> str:
-        return "holds" if all_ok else "holds only in part" if some_ok else "does not hold"
-
-    return {"rise": verdict(all(rise_ok), any(rise_any)),
-            "control": verdict(all(control_all), bool(control_hidden) and all(control_hidden))}

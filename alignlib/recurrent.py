@@ -40,9 +40,10 @@ This module adds what the chapter ``book/recurrent.ipynb`` needs beyond the libr
   :func:`epoch_flops` and :func:`matmul_gflops` turn them into an arithmetic rate;
 * :func:`update_relative_errors` and :func:`updates_at_initialisation`: how far a rule's
   update is from backprop through time at initialisation, per site;
-* :func:`best_losses`, :func:`summarize` (seed intervals), :func:`paired_ratios`,
-  :func:`fit_slope`, :func:`interval_check` and :func:`decide` (checks to a scorecard
-  verdict), and :func:`markdown_table` for the chapter's tables.
+* :func:`best_losses`, :func:`summarize` (seed intervals, arithmetic or geometric),
+  :func:`paired_ratios` (each rule against another from the same initial network),
+  :func:`fit_slope` (a power law in width, with an interval) and :func:`markdown_table`
+  for the chapter's tables and scorecard records.
 """
 
 from __future__ import annotations
@@ -72,8 +73,7 @@ __all__ = [
     "AUTHORS_SECONDS_200_EPOCHS", "AUTHORS_SEED", "SETTINGS", "Setting", "SlotInitialState",
     "align_ada_authors_rnn", "align_zero_authors_rnn", "readout_authors_rnn",
     "with_slot_initial_state", "make_rnn", "rule_for", "AuthorsDraws", "authors_seed_draws",
-    "authors_seed_model", "authors_seed_run", "paired_ratios", "interval_check", "decide",
-    "fit_slope",
+    "authors_seed_model", "authors_seed_run", "paired_ratios", "fit_slope",
     "constant_predictor_losses", "sweep", "best_losses", "summarize", "output_distances",
     "time_epochs", "timing_summary", "epoch_flops", "matmul_gflops", "update_relative_errors",
     "updates_at_initialisation", "markdown_table",
@@ -704,31 +704,6 @@ def paired_ratios(best: pd.DataFrame, reference: str = "backprop") -> pd.DataFra
         out["ratio"] = np.where(np.isfinite(out.best_reference),
                                 out.best / out.best_reference, np.nan)
     return out
-
-
-def interval_check(low: float, high: float, threshold: float) -> bool | None:
-    """Is a quantity below ``threshold``, judged by its interval ``[low, high]``? ``True``
-    when the whole interval is below, ``False`` when the whole interval is above, ``None``
-    when the interval contains the threshold (or is not finite): undecided."""
-    if not (np.isfinite(low) and np.isfinite(high)):
-        return None
-    if high < threshold:
-        return True
-    if low > threshold:
-        return False
-    return None
-
-
-def decide(checks: Sequence[bool | None], *, converged: bool = True) -> str:
-    """A claim's verdict (:func:`alignlib.claims.verdict_of_checks`) from checks that may be
-    undecided (``None``, see :func:`interval_check`). An undecided check counts as not
-    passed and, like runs that had not converged, keeps a failing claim ``inconclusive``
-    instead of calling it false."""
-    from alignlib.claims import verdict_of_checks
-
-    checks = list(checks)
-    return verdict_of_checks([c is not None and bool(c) for c in checks],
-                             converged=bool(converged) and all(c is not None for c in checks))
 
 
 def fit_slope(x, y, confidence: float = 0.95) -> dict:

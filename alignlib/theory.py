@@ -4,7 +4,7 @@ Full-batch gradient descent on a small set, in any precision (the book uses floa
 
 * :func:`gradient_descent` trains with any rule and, beside it, accumulates the paper's
   prediction of every layer's weight change,
-  ``dW_pred^l = - sum_t lr * sum_i delta0_i^l (x0_i^(l-1))^T`` (REFERENCE.md 1.2),
+  ``dW_pred^l = - sum_t lr * sum_i delta0_i^l (x0_i^(l-1))^T`` (the layerwise theorem),
   which is exactly minus the learning rate times the Align-zero pseudo-gradient at the
   current error, summed over steps;
 * :func:`mlp_ntk` is the empirical NTK of an MLP, ``Theta(x, x') = sum_l <df/dW^l(x),

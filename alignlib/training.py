@@ -92,7 +92,7 @@ def make_epoch(rule: LearningRule, optimizer: optax.GradientTransformation,
     -> (model, opt_state, diverged, predicted, mean_train_loss)``. With ``predict=True``
     (plain SGD only) every step also adds ``- lr * g_align_zero`` to ``predicted``: the
     paper's prediction ``dW_pred`` of the weight change, from the same errors
-    (REFERENCE.md 1.2). Otherwise ``initial`` and ``predicted`` pass through untouched.
+    (the layerwise alignment theorem). Otherwise ``initial`` and ``predicted`` pass through untouched.
     """
 
     def step(carry, batch):

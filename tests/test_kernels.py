@@ -325,7 +325,7 @@ def test_continuous_dynamics_and_reference_form():
         np.testing.assert_allclose(traj[t], scipy.linalg.expm(-eta * t * th) @ e0,
                                    rtol=1e-10, atol=1e-12)
     E = np.asarray(K.integrated_error(th, e0, lr, T, dynamics="continuous"))
-    # REFERENCE.md: eps = Theta^-1 (I - exp(-lr' Theta t)) e0 with lr' = eta, eps = eta E
+    # the derivation page: eps = Theta^-1 (I - exp(-lr' Theta t)) e0 with lr' = eta, eps = eta E
     eps_ref = np.linalg.solve(th, (np.eye(6) - scipy.linalg.expm(-eta * T * th)) @ e0)
     np.testing.assert_allclose(eta * E, eps_ref, rtol=1e-9)
     # small step: discrete sum -> integral

@@ -1,5 +1,5 @@
 """Learning rules: exact equalities at initialisation, and each rule after training equals
-an independent computation of its definition (REFERENCE.md section 2)."""
+an independent computation of its definition (the book's derivation page)."""
 
 import sys
 from pathlib import Path
