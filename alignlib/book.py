@@ -51,6 +51,7 @@ __all__ = [
     "glue_number",
     "glue_text",
     "glue_figure",
+    "glue_claim",
     "figure_note",
     "reproduce_command",
     "format_value",
@@ -171,6 +172,15 @@ def glue_text(name: str, text: str, display: bool = False) -> str:
     text = str(text)
     glue(name, _Formatted(text, text), display=display)
     return text
+
+
+def glue_claim(claim) -> None:
+    """Glue a scorecard record (:class:`alignlib.claims.Claim`) for its page:
+    ``verdict_<id>`` and ``measured_<id>`` (dashes in the id become underscores), for
+    ``{glue:text}`` in the chapter's prose and summary."""
+    key = claim.claim.replace("-", "_")
+    glue_text(f"verdict_{key}", claim.verdict)
+    glue_text(f"measured_{key}", claim.measured)
 
 
 def glue_figure(

@@ -311,20 +311,16 @@ def test_imagenet_gpu_profile_path_on_fake_imagenet32_files(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("chapter, keys", [
-    ("rules", ["acc_backprop_widest", "claim_close_verdict", "claim_beats_verdict",
-               "claim_shrink_verdict", "width_sweep", "lr_sweep", "adam", "curves", "timing_table"]),
-])
-def test_chapter_runs_in_tiny_profile_and_glues_its_results(chapter, keys, tmp_path, monkeypatch):
-    monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
-    run = B.run_chapter(B.Book(REPO), chapter, "tiny", recompute=True, echo=lambda *a: None)
-    assert run.ok
-    values = glued(run.output)
+def test_rules_chapter_runs_in_tiny_profile_and_records_its_claims(tmp_path, monkeypatch):
+    values, found = run_for_claims("rules", tmp_path, monkeypatch)
+    assert set(found) == {"align-within-few-points", "align-beats-feedback-alignment",
+                          "gap-shrinks-with-width"}
     assert values["profile"] == "tiny"
-    assert set(keys) <= set(values), set(keys) - set(values)
-    verdicts = {k: v for k, v in values.items() if k.endswith("_verdict")}
-    assert all(v in {"holds", "holds only in part", "does not hold", "not measured",
-                     "is not measured", "not tested by the smoke test"} for v in verdicts.values()), verdicts
+    for key in ["acc_backprop_widest", "bounds_table", "width_sweep", "lr_sweep", "adam", "curves",
+                "timing_table", "n_converged"]:
+        assert key in values, key
+    # two epochs at most in the tiny profile: nothing converges, so nothing is called false
+    assert all(c.verdict != claims.DOES_NOT_HOLD for c in found.values())
 
 
 # --------------------------------------------------------------------------- the chapters' claims
