@@ -16,8 +16,7 @@ import pytest
 
 import alignlib as al
 from alignlib import recurrent as rec
-from alignlib.claims import (DOES_NOT_HOLD, HOLDS, HOLDS_IN_PART, INCONCLUSIVE, NOT_TESTED,
-                             VERDICTS, collect_claims)
+from alignlib.claims import HOLDS, NOT_TESTED, VERDICTS, collect_claims
 from alignlib.data import add_task, add_task_targets
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -562,21 +561,6 @@ def test_paired_ratios_compare_runs_from_the_same_network():
     assert r[("align_ada", 0)] == 1.5 and r[("backprop", 0)] == 1.0
     assert np.isnan(r[("align_ada", 1)])  # BPTT diverged: no comparison
     assert ("align_ada", 1) in r.index and len(r) == 5
-
-
-def test_interval_check_and_decide():
-    assert rec.interval_check(0.5, 0.9, 1.0) is True
-    assert rec.interval_check(1.1, 1.5, 1.0) is False
-    assert rec.interval_check(0.9, 1.1, 1.0) is None
-    assert rec.interval_check(np.nan, 0.5, 1.0) is None
-    assert rec.decide([True, True]) == HOLDS
-    assert rec.decide([True, False]) == HOLDS_IN_PART
-    assert rec.decide([False, False]) == DOES_NOT_HOLD
-    assert rec.decide([]) == NOT_TESTED
-    # undecided checks, or runs that had not converged, never give a false verdict
-    assert rec.decide([True, None]) == INCONCLUSIVE
-    assert rec.decide([False, False], converged=False) == INCONCLUSIVE
-    assert rec.decide([True, True], converged=False) == HOLDS
 
 
 def test_fit_slope_recovers_a_power_law():
