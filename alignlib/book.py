@@ -371,6 +371,15 @@ class Book:
         return self._param_cache[chapter]
 
     # --------------------------------------------------------------- paths
+    def runs_alone(self, chapter: str) -> bool:
+        """True when the chapter's notebook metadata says ``alignbook: {run_alone: true}``:
+        it measures wall-clock times, so ``build --jobs N`` runs it after the others, with
+        nothing beside it."""
+        import nbformat
+
+        nb = nbformat.read(self.notebook(chapter), as_version=4)
+        return bool((nb.metadata.get("alignbook") or {}).get("run_alone", False))
+
     def executed_path(self, profile: str, chapter: str) -> Path:
         rel = self.notebook(chapter).relative_to(self.root)
         return self.build_dir / "executed" / profile / rel
@@ -685,7 +694,7 @@ def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompu
         "PYTHONUNBUFFERED": "1",
     }
     return {"chapter": chapter, "input": str(nb), "output": str(output), "parameters": params,
-            "cwd": str(nb.parent), "env": env}
+            "cwd": str(nb.parent), "env": env, "alone": book.runs_alone(chapter)}
 
 
 def _run_jobs(jobs: list[dict[str, Any]], n_jobs: int, echo) -> list[ChapterRun]:
@@ -716,10 +725,16 @@ def _run_jobs(jobs: list[dict[str, Any]], n_jobs: int, echo) -> list[ChapterRun]
             # several JAX processes share one accelerator: do not let each grab 75%
             for job in jobs:
                 job["env"]["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
+        together = [job for job in jobs if not job.get("alone")]
         with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_execute_job, job): job for job in jobs}
+            futures = {pool.submit(_execute_job, job): job for job in together}
             for fut in cf.as_completed(futures):
                 finish(futures[fut], fut.result())
+        for job in jobs:  # chapters that time themselves: one at a time, after the others
+            if job.get("alone"):
+                echo(f"  {job['chapter']:<16} running alone ...")
+                with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+                    finish(job, pool.submit(_execute_job, job).result())
     order = {job["chapter"]: i for i, job in enumerate(jobs)}
     runs.sort(key=lambda r: order[r.chapter])
     return runs

@@ -645,3 +645,33 @@ def test_scorecard_page_lists_the_claims_of_the_rendered_chapters(tmp_path, resu
                                   C.DOES_NOT_HOLD, "tiny")])
     rc, out, err = run_cli(capfd, "--root", str(root), "claims", "--profile", "tiny")
     assert rc == 0 and "mini/squares-grow" in out and "other-run" not in out
+
+
+@pytest.mark.slow
+def test_chapters_that_time_themselves_run_alone_after_the_others(tmp_path, results_root, capfd):
+    """With --jobs 2, a chapter whose metadata says run_alone starts only after every other
+    chapter has finished, so nothing shares the cores while it measures times."""
+    stamp = ('import time, pathlib\n'
+             'pathlib.Path(os.environ["STAMPS"], "{name}").write_text(f"{{time.time()}} ")\n'
+             'time.sleep(2)\n'
+             'with open(pathlib.Path(os.environ["STAMPS"], "{name}"), "a") as f: f.write(str(time.time()))')
+    chapters = {name: [("code", "import os\n" + stamp.format(name=name))] for name in ("a", "b", "timed")}
+    root = make_book(tmp_path / "b", chapters=chapters)
+    nb_path = root / "book" / "timed.ipynb"
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.metadata["alignbook"] = {"run_alone": True}
+    nbformat.write(nb, nb_path)
+    assert B.Book(root).runs_alone("timed") and not B.Book(root).runs_alone("a")
+    stamps = tmp_path / "stamps"
+    stamps.mkdir()
+    os.environ["STAMPS"] = str(stamps)
+    try:
+        rc, out, err = run_cli(capfd, "--root", str(root), "build", "--profile", "tiny", "--jobs", "2",
+                               "--no-site")
+    finally:
+        del os.environ["STAMPS"]
+    assert rc == 0, err
+    span = {n: [float(v) for v in (stamps / n).read_text().split()] for n in ("a", "b", "timed")}
+    assert span["a"][0] < span["b"][1] and span["b"][0] < span["a"][1]  # a and b overlapped
+    assert span["timed"][0] >= max(span["a"][1], span["b"][1])  # timed ran after both
+    assert "timed" in out and "running alone" in out
