@@ -312,7 +312,8 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
                 strides: Sequence[int] = (1, 2, 2), batch_size: int = 100,
                 optimizer: str = "sgd", parameterization: str = "ntk",
                 bias_multiplier: float = 1.0, convergence_tolerance: float | None = None,
-                seeds_per_call: int | None = None, experiment: str = "width_sweep",
+                eval_every: int = 1, seeds_per_call: int | None = None,
+                experiment: str = "width_sweep",
                 progress: bool = False) -> pd.DataFrame:
     """Train every rule at every width, for every (seed, learning rate), on ``data``.
 
@@ -333,6 +334,7 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
         seeds: seeds of the initial networks, feedback weights and shuffles.
         epochs: passes over the training set (>= 1); the maximum when
             ``convergence_tolerance`` is given.
+        eval_every: record held-out metrics every this many epochs (and at the last).
         convergence_tolerance: stop each training call once all its runs have converged
             (:mod:`alignlib.convergence`); ``None`` trains every run for ``epochs``. At each
             width every rule trains at least as many epochs as the first rule of ``rules``
@@ -380,7 +382,7 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
                                seeds=chunk, batch_size=batch_size, optimizer=optimizer,
                                eval_batch_size=eval_batch, progress=progress,
                                convergence_tolerance=convergence_tolerance,
-                               min_epochs=min(floor, epochs))
+                               min_epochs=min(floor, epochs), eval_every=eval_every)
                 if i == 0:
                     floor = max(floor, int(result.history.epoch.max()))
                 tables.append(_tidy(result.history, {
@@ -445,6 +447,12 @@ def low_data_epochs(n_train: int, epochs: int, min_steps: int = 0, batch_size: i
     return max(epochs, -(-min_steps // steps_per_epoch))
 
 
+#: :func:`low_data_sweep` evaluates the held-out set about this many times per run at most
+#: (a 45-image set trains up to 1,000 one-step epochs; evaluating after each would cost
+#: more than training).
+EVALUATIONS = 100
+
+
 def low_data_sweep(load: Callable[[int], Dataset], sizes: Sequence[int], *, width: int,
                    epochs: int, min_steps: int = 0, batch_size: int = 100,
                    experiment: str = "low_data", **kwargs) -> pd.DataFrame:
@@ -456,6 +464,8 @@ def low_data_sweep(load: Callable[[int], Dataset], sizes: Sequence[int], *, widt
     epochs (``min_steps=0``); ``min_steps`` gives small sets more epochs so that every
     run takes at least that many SGD steps. The ``n_train`` and ``batch_size`` columns
     record the size and batch; the number of epochs is the largest ``epoch`` of a run.
+    Held-out metrics are recorded about :data:`EVALUATIONS` times per run (every epoch for
+    sizes trained 100 epochs or fewer), and always at a run's last epoch.
     ``kwargs`` go to :func:`width_sweep` (``arch``, ``rules``, ``lrs``, ``seeds``, ...).
     """
     sizes = _int_list("sizes", sizes)
@@ -464,9 +474,12 @@ def low_data_sweep(load: Callable[[int], Dataset], sizes: Sequence[int], *, widt
         data = load(n)
         if data.n_train != n:
             raise ValueError(f"load({n}) returned {data.n_train} training examples, expected {n}")
+        n_epochs = low_data_epochs(n, epochs, min_steps, batch_size)
+        kwargs.setdefault("eval_every", 1)
         tables.append(width_sweep(data, widths=[width], batch_size=authors_batch_size(n, batch_size),
-                                  epochs=low_data_epochs(n, epochs, min_steps, batch_size),
-                                  experiment=experiment, **kwargs))
+                                  epochs=n_epochs, experiment=experiment,
+                                  **{**kwargs, "eval_every": max(kwargs["eval_every"],
+                                                                 n_epochs // EVALUATIONS)}))
     return pd.concat(tables, ignore_index=True)
 
 

@@ -218,7 +218,7 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
           eval_batch_size: int | None = None, tags: dict | None = None,
           predict: bool = False, epoch_metrics: Callable | None = None,
           convergence_tolerance: float | None = None, min_epochs: int = MIN_EPOCHS,
-          progress: bool = True) -> TrainResult:
+          eval_every: int = 1, progress: bool = True) -> TrainResult:
     """Train ``make_model(key)`` with ``rule`` for every (seed, learning rate) at once.
 
     ``data``: an :class:`alignlib.data.Dataset` (``x_train, y_train, x_test, y_test``).
@@ -234,6 +234,9 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     ``convergence_tolerance=tol``: ``epochs`` becomes a maximum; training stops after the
     first epoch (from ``min_epochs`` on) at which every run has converged or diverged (:mod:`alignlib.convergence`: over the last tenth of the epochs
     the training loss changed by less than ``tol`` times the first epoch's loss).
+
+    ``eval_every=k``: held-out metrics (and ``epoch_metrics``) only every ``k`` epochs and
+    at the last epoch trained; the training loss is recorded every epoch.
 
     The held-out set is evaluated whole, every example once, in batches of at most
     ``eval_batch_size`` (default: ``batch_size``) of near-equal size
@@ -258,6 +261,8 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     evaluation_batches(len(data.x_test), eval_batch_size)  # checks eval_batch_size
     if convergence_tolerance is not None:
         convergence_tolerance = check_tolerance(convergence_tolerance)
+    if isinstance(eval_every, bool) or not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
+        raise ValueError(f"eval_every must be a positive integer, got {eval_every!r}")
     if predict and optimizer != "sgd":
         raise ValueError("predict=True needs optimizer='sgd': dW_pred is a sum of SGD steps")
     if classification is None:
@@ -316,17 +321,18 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
             initial if predict else None, predicted)
         train_loss.block_until_ready()
         seconds = time.perf_counter() - start
-        heldout = eval_fn(model, x_test, y_test)
-        metrics = {"train_loss": train_loss, **{f"heldout_{k}": v for k, v in heldout.items()},
-                   **extra_metrics()}
-        record(epoch, metrics, seconds)
         losses.append(np.asarray(train_loss))
         if np.isfinite(losses[-1]).any():
             bar.set_postfix(train_loss=float(np.nanmean(losses[-1])))
-        if bool(np.all(np.asarray(diverged))):
-            break
-        if convergence_tolerance is not None and epoch >= min_epochs and bool(np.all(
-                has_converged(losses, convergence_tolerance) | np.asarray(diverged))):
+        stop = bool(np.all(np.asarray(diverged))) or (
+            convergence_tolerance is not None and epoch >= min_epochs and bool(np.all(
+                has_converged(losses, convergence_tolerance) | np.asarray(diverged))))
+        metrics = {"train_loss": train_loss}
+        if stop or epoch == epochs or epoch % eval_every == 0:
+            heldout = eval_fn(model, x_test, y_test)
+            metrics.update({f"heldout_{k}": v for k, v in heldout.items()}, **extra_metrics())
+        record(epoch, metrics, seconds)
+        if stop:
             break
 
     history = pd.DataFrame(rows).merge(runs, on="run")

@@ -291,3 +291,19 @@ def test_width_sweep_trains_every_rule_at_least_as_long_as_the_first():
                      eval_batch_size=99, progress=False)
     assert last["readout"] >= last["backprop"] > 10
     assert int(alone.history.epoch.max()) < last["backprop"]  # alone it would have stopped earlier
+
+
+def test_eval_every_records_heldout_sparsely_but_always_at_the_last_epoch():
+    data = load_digits()
+    make = lambda k: al.MLP((8, 8, 1), 16, 1, 10, key=k, bias_multiplier=0.1)
+    every = al.train(make, "backprop", data, epochs=7, learning_rates=10.0, progress=False)
+    sparse = al.train(make, "backprop", data, epochs=7, learning_rates=10.0, eval_every=3,
+                      progress=False)
+    epochs = lambda r, m: sorted(r.history[r.history.metric == m].epoch)
+    assert epochs(sparse, "heldout_accuracy") == [0, 3, 6, 7]
+    assert epochs(sparse, "train_loss") == list(range(1, 8))
+    a = every.history.set_index(["epoch", "metric"]).value
+    b = sparse.history.set_index(["epoch", "metric"]).value
+    assert b[(7, "heldout_accuracy")] == a[(7, "heldout_accuracy")]  # same training either way
+    with pytest.raises(ValueError, match="eval_every"):
+        al.train(make, "backprop", data, epochs=1, eval_every=0, progress=False)
