@@ -51,7 +51,6 @@ __all__ = [
     "synthetic_dataset",
     "with_target_offset",
     "authors_batch_size",
-    "full_eval_batch_size",
     "width_sweep",
     "lr_sweep",
     "stable_lr_at_init",
@@ -273,22 +272,6 @@ def authors_batch_size(n_train: int, batch_size: int = 100) -> int:
     return batch_size
 
 
-def full_eval_batch_size(n_test: int, batch_size: int) -> int:
-    """A held-out batch size that covers every held-out example in equal batches.
-
-    :func:`~alignlib.training.train` evaluates in batches and drops the remainder (as the
-    authors did), which on digits' 297 held-out images with batch 100 would ignore 97 of
-    them. This returns the largest divisor of ``n_test`` not above ``batch_size``, unless
-    that is below half of ``batch_size`` (batch-norm statistics need full batches): then
-    ``min(batch_size, n_test)`` (297 -> 99; 5,000 -> 100; 293 (prime) -> 100).
-    """
-    n_test = _int_list("n_test", [n_test])[0]
-    batch_size = _int_list("batch_size", [batch_size])[0]
-    limit = min(batch_size, n_test)
-    best = max(d for d in range(1, limit + 1) if n_test % d == 0)
-    return best if 2 * best >= limit else limit
-
-
 # --------------------------------------------------------------------------- sweeps
 
 
@@ -340,8 +323,8 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
             width every rule trains at least as many epochs as the first rule of ``rules``
             needed (backprop in the book), so a rule whose loss flattens early, at a worse
             value, is not stopped before the reference.
-        batch_size: SGD batch size; the held-out batch size is
-            :func:`full_eval_batch_size`.
+        batch_size: SGD batch size; the held-out set is evaluated whole, in batches of
+            at most this size (:func:`alignlib.training.evaluation_batches`).
         optimizer: ``"sgd"`` (NTK experiments) or ``"adam"`` (standard parameterisation).
         experiment: value of the ``experiment`` column.
 
@@ -366,7 +349,6 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
     if batch_size > data.n_train:
         raise ValueError(f"`batch_size` {batch_size} exceeds the {data.n_train} training examples; "
                          "use authors_batch_size(n_train)")
-    eval_batch = full_eval_batch_size(data.n_test, batch_size)
     input_shape = data.x_train.shape[1:]
 
     tables = []
@@ -380,7 +362,7 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
             for chunk in _chunks(seeds, seeds_per_call):
                 result = train(make, rule, data, epochs=epochs, learning_rates=grid_lrs,
                                seeds=chunk, batch_size=batch_size, optimizer=optimizer,
-                               eval_batch_size=eval_batch, progress=progress,
+                               progress=progress,
                                convergence_tolerance=convergence_tolerance,
                                min_epochs=min(floor, epochs), eval_every=eval_every)
                 if i == 0:

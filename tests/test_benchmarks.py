@@ -144,13 +144,9 @@ def test_epoch_seconds_skips_the_compiling_epoch():
         bench.epoch_seconds(one_epoch)
 
 
-def test_batch_sizes_follow_the_authors_and_cover_the_heldout_set():
+def test_batch_sizes_follow_the_authors():
     assert [bench.authors_batch_size(n) for n in (45, 150, 450, 1500, 4500, 15000, 45000)] == \
         [45, 50, 50, 100, 100, 100, 100]
-    assert bench.full_eval_batch_size(297, 100) == 99  # digits: all 297 held-out images
-    assert bench.full_eval_batch_size(5000, 100) == 100
-    assert bench.full_eval_batch_size(293, 100) == 100  # prime: no good divisor, keep 100
-    assert bench.full_eval_batch_size(30, 100) == 30
     assert [bench.low_data_epochs(n, 20, 150) for n in (45, 150, 450, 1500)] == [150, 50, 20, 20]
     assert bench.low_data_epochs(45, 150, 0) == 150  # the authors: same epochs for every size
     assert bench.conv_feature_sizes(224, [4, 2, 1, 2, 1, 2, 1]) == [56, 28, 28, 14, 14, 7, 7]
