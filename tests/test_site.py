@@ -36,7 +36,9 @@ SITE_ENV = "ALIGNBOOK_SITE_HTML"
 PROFILE = os.environ.get("ALIGNBOOK_SITE_PROFILE", "cpu")
 PAGES = [f"{doc}.html" for doc in B.Book(REPO).documents()]
 
-pytestmark = pytest.mark.slow
+# The first test builds the whole cpu-profile book (about 10-12 minutes on two cores),
+# beyond the suite's default 600 s per test.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 def _require(ok: bool, why: str) -> None:
