@@ -71,7 +71,7 @@ def site(chromium, tmp_path_factory) -> Path:
     results = tmp_path_factory.mktemp("results")
     build = tmp_path_factory.mktemp("build")  # never the reader's _build/ (make book's)
     proc = subprocess.run(
-        [sys.executable, "-m", "alignlib.cli", "build", "--profile", PROFILE],
+        [sys.executable, "-m", "alignlib.cli", "build", "--profile", PROFILE, "--jobs", "2"],  # as make book
         cwd=REPO, env={**os.environ, "ALIGNBOOK_RESULTS": str(results), B.BUILD_ENV: str(build)},
         capture_output=True, text=True, timeout=1800,
     )
