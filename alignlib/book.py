@@ -539,9 +539,10 @@ def load_profiles(book: Book) -> dict[str, dict[str, dict[str, Any]]]:
             raise BookError(f"{where}: {profile!r} is not a usable profile name "
                             f"(identifiers only, not {sorted(RESERVED_PROFILE_NAMES)})")
         spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"description", "chapters"}:
-            raise BookError(f"{where}: profile {profile!r} may only have the keys "
-                            f"'description' and 'chapters' (got {sorted(spec) if isinstance(spec, dict) else spec!r})")
+        if not isinstance(spec, dict) or set(spec) - {"description", "chapters", "expected_seconds"}:
+            raise BookError(f"{where}: profile {profile!r} may only have the keys 'description', "
+                            f"'chapters' and 'expected_seconds' (got {sorted(spec) if isinstance(spec, dict) else spec!r})")
+        _check_expected_seconds(where, profile, spec.get("expected_seconds"), chapters)
         per_chapter = spec.get("chapters") or {}
         if not isinstance(per_chapter, dict):
             raise BookError(f"{where}: profiles.{profile}.chapters must be a mapping chapter -> parameters")
@@ -559,6 +560,38 @@ def load_profiles(book: Book) -> dict[str, dict[str, dict[str, Any]]]:
                                 "the pipeline sets it to the profile's name")
             out[profile][chapter] = dict(overrides)
     return out
+
+
+def _check_expected_seconds(where: str, profile: str, expected: Any, chapters: Sequence[str]) -> None:
+    if expected is None:
+        return
+    if not isinstance(expected, dict):
+        raise BookError(f"{where}: profiles.{profile}.expected_seconds must map chapters to seconds")
+    for chapter, seconds in expected.items():
+        if chapter not in chapters:
+            raise BookError(f"{where}: profiles.{profile}.expected_seconds names unknown chapter "
+                            f"{chapter!r}; the notebook chapters in _toc.yml are: {', '.join(chapters)}")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+            raise BookError(f"{where}: profiles.{profile}.expected_seconds.{chapter} must be a "
+                            f"positive number of seconds, got {seconds!r}")
+
+
+def expected_seconds(book: Book, profile: str) -> dict[str, float]:
+    """How long each chapter of ``profile`` is expected to take: the last build's measured
+    time in this build folder where there is one, else the profile's ``expected_seconds``
+    (measured on two idle cores when the profile was set). Used to start the longest
+    chapters first when several run at once, and to say how long a build will take."""
+    load_profiles(book)  # checks the file
+    data = yaml.safe_load(book.profiles_path().read_text(encoding="utf-8"))
+    expected = {c: float(v) for c, v in
+                ((data["profiles"].get(profile) or {}).get("expected_seconds") or {}).items()}
+    measured = book.build_dir / "executed" / profile / "timings.json"
+    try:
+        last = json.loads(measured.read_text(encoding="utf-8"))
+        expected.update({c: float(t["seconds"]) for c, t in last.items() if t.get("ok")})
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        pass
+    return expected
 
 
 def _check_profile_chapter(book: Book, profile: str, chapter: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -996,7 +1029,15 @@ def build(
          + (f" ({jobs} at a time)" if jobs > 1 and len(selected) > 1 else ""))
     t0 = time.perf_counter()
     job_list = [_job(book, c, params[c], book.executed_path(profile, c), recompute) for c in selected]
-    runs = _run_jobs(job_list, jobs, echo)
+    expected = expected_seconds(book, profile)
+    if all(c in expected for c in selected):
+        alone = sum(expected[j["chapter"]] for j in job_list if j["alone"])
+        pooled = sum(expected[j["chapter"]] for j in job_list if not j["alone"])
+        echo(f"  expected: about {(alone + pooled / max(1, min(jobs, len(selected)))) / 60:.0f} min "
+             "(times of the last build, or of the profile on two idle cores; recorded results are reused)")
+    # longest first, so that the last chapter to start is a short one (toc order for ties)
+    job_list.sort(key=lambda j: -expected.get(j["chapter"], 0.0))
+    runs = sorted(_run_jobs(job_list, jobs, echo), key=lambda r: selected.index(r.chapter))
     timings = {r.chapter: {"seconds": round(r.seconds, 3), "ok": r.ok} for r in runs}
     (book.build_dir / "executed" / profile).mkdir(parents=True, exist_ok=True)
     _results._write_text_atomic(book.build_dir / "executed" / profile / "timings.json",

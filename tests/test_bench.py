@@ -226,6 +226,9 @@ def test_performance_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
     folder = tmp_path / "results" / "performance" / "tiny"
     tidy = pd.read_csv(next(folder.glob("*/rule_cost.csv")))
     assert {"mlp", "conv", "rnn"} == set(tidy.model)
+    # the Add-task epochs timed against the authors' script, one row per rule, width and epoch
+    timing = pd.read_csv(next(folder.glob("*/timing.csv")))
+    assert set(timing.rule) == {"backprop", "align_ada"} and set(timing.width) == {8}
     # the benchmark's points went through the sweep store, one folder per (model, width)
     points = list((folder / "points" / "bench").glob("*/point.csv"))
     assert len(points) == tidy.groupby(["model", "width"]).ngroups

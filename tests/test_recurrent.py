@@ -654,7 +654,7 @@ def test_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
     stores = list((tmp_path / "results" / "recurrent" / "tiny").glob("*/"))
     assert len(stores) == 1
     files = {p.name for p in stores[0].iterdir()}
-    assert {"best_loss.png", "training_curves.png", "distance_to_bptt.png", "timing.csv",
+    assert {"best_loss.png", "training_curves.png", "distance_to_bptt.png",
             "init_updates.csv", "init_updates.png", "authors_run.png", "authors_w8.csv",
             "claims.json"} <= files
     found = collect_claims("tiny", tmp_path / "results", ["recurrent"])
