@@ -1,9 +1,9 @@
 """The scorecard: every claim of the paper that the book checks, with its verdict.
 
 Each chapter ends by turning its measurements into :class:`Claim` records, one per
-claim it tests, and saves them with :func:`save_claims` as ``claims.json`` in its
-results folder. ``alignbook claims`` and the book's *Scorecard* page collect them
-across chapters (:func:`collect_claims`, :func:`scorecard_markdown`).
+claim it tests; the book saves them as ``claims.json`` in the chapter's results folder,
+and ``alignbook claims`` and the book's *Scorecard* page collect them across chapters
+(:mod:`alignbook.scorecard`, :func:`scorecard_markdown`).
 
 A verdict is one of five words, defined here once (:data:`VERDICTS`):
 
@@ -19,17 +19,13 @@ A verdict is one of five words, defined here once (:data:`VERDICTS`):
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import json
 import math
-import os
-from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 __all__ = [
     "HOLDS", "HOLDS_IN_PART", "DOES_NOT_HOLD", "INCONCLUSIVE", "NOT_TESTED", "VERDICTS",
-    "VERDICT_MEANINGS", "Claim", "verdict_of_checks", "verdict_of_intervals", "save_claims", "collect_claims",
-    "claims_table", "scorecard_markdown", "CLAIMS_FILE",
+    "VERDICT_MEANINGS", "Claim", "verdict_of_checks", "verdict_of_intervals", "claims_table",
+    "scorecard_markdown", "CLAIMS_FILE",
 ]
 
 HOLDS = "holds"
@@ -141,52 +137,6 @@ def verdict_of_intervals(intervals: Sequence[tuple[float, float]], threshold: fl
     if not converged or not failed:
         return INCONCLUSIVE
     return HOLDS_IN_PART if passed else DOES_NOT_HOLD
-
-
-def save_claims(store, claims: Iterable[Claim]) -> Path:
-    """Write ``claims`` to ``claims.json`` in ``store``'s folder (a
-    :class:`~alignlib.results.ResultStore`), recorded in its provenance."""
-    claims = list(claims)
-    ids = [c.claim for c in claims]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"claim ids must be unique within a chapter, got {ids}")
-    for c in claims:
-        if c.chapter != store.chapter or c.profile != store.profile:
-            raise ValueError(f"claim {c.claim!r} is for {c.chapter}/{c.profile}, the store for "
-                             f"{store.chapter}/{store.profile}")
-    payload = {"chapter": store.chapter, "profile": store.profile, "params_hash": store.hash,
-               "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds"),
-               "claims": [dataclasses.asdict(c) for c in claims]}
-    return store.save_json(payload, CLAIMS_FILE.removesuffix(".json"))
-
-
-def collect_claims(profile: str, root: str | os.PathLike | None = None,
-                   chapters: Sequence[str] | None = None,
-                   folders: dict[str, Sequence[str | os.PathLike]] | None = None) -> list[Claim]:
-    """The claims of every chapter for ``profile``, from the results root (default as
-    :func:`alignlib.results.results_root`). ``folders`` maps a chapter to the result
-    folders its last build used (the pipeline knows them); for a chapter not in it, the
-    most recently written ``claims.json`` of the profile counts (a run with other
-    parameters may have written it). ``chapters`` orders and filters the chapters
-    (default: all, alphabetically)."""
-    from alignlib.results import results_root
-
-    base = results_root(root)
-    folders = folders or {}
-    paths = [Path(f) / CLAIMS_FILE for fs in folders.values() for f in fs]
-    paths += [p for p in sorted(base.glob(f"*/{profile}/*/{CLAIMS_FILE}"))
-              if p.parts[-4] not in folders]
-    newest: dict[str, dict] = {}
-    for path in paths:
-        try:
-            payload = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            continue
-        chapter = payload.get("chapter")
-        if chapter and (chapter not in newest or payload["written"] > newest[chapter]["written"]):
-            newest[chapter] = payload
-    order = list(chapters) if chapters is not None else sorted(newest)
-    return [Claim(**c) for ch in order if ch in newest for c in newest[ch]["claims"]]
 
 
 def claims_table(claims: Sequence[Claim]):

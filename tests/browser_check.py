@@ -29,7 +29,6 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any, Iterator
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")

@@ -19,13 +19,12 @@ import nbformat
 import pandas as pd
 import pytest
 import yaml
+from helpers import REPO
 
-from alignlib import book as B
-from alignlib import cli
-from alignlib import results as R
-
-REPO = Path(__file__).resolve().parents[1]
-
+import alignbook as B
+from alignbook import cli
+from alignbook import results as R
+from alignbook.scorecard import save_claims
 
 # --------------------------------------------------------------------------
 # a small book
@@ -37,8 +36,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
-from alignlib.results import ResultStore
-from alignlib.book import glue_figure, glue_number, glue_text
+from alignbook.results import ResultStore
+from alignbook.glue import glue_figure, glue_number, glue_text
 
 store = ResultStore("mini", profile, dict(n=n, scale=scale, label=label))
 table = store.cached("squares", lambda: pd.DataFrame({"k": range(n), "square": [scale * k * k for k in range(n)]}))
@@ -266,7 +265,7 @@ def test_process_killed_midway_leaves_no_trusted_file(results_root):
     script = textwrap.dedent("""
         import os, signal
         import pandas as pd
-        from alignlib import results as R
+        from alignbook import results as R
         store = R.ResultStore("c", "cpu", {"k": 1})
         def killed(src, dst):
             os.kill(os.getpid(), signal.SIGKILL)
@@ -441,7 +440,7 @@ def test_filter_toc_drops_entries_and_empty_parts():
     toc = {"format": "jb-book", "root": "book/intro",
            "parts": [{"caption": "A", "chapters": [{"file": "book/x"}]},
                      {"caption": "B", "chapters": [{"file": "book/y"}, {"file": "book/z.ipynb"}]}]}
-    assert B._filter_toc(toc, {"book/x", "book/z"}) == {
+    assert B.site._filter_toc(toc, {"book/x", "book/z"}) == {
         "format": "jb-book", "root": "book/intro", "parts": [{"caption": "B", "chapters": [{"file": "book/y"}]}]}
 
 
@@ -593,7 +592,7 @@ def test_glued_text_survives_myst_nb_literal_eval():
     from myst_nb.core.variables import format_plain_text
 
     for text in ["1,500", "+0.43", "0.530", "-1.2e-05", "cpu", "[64, 256]"]:
-        assert format_plain_text(repr(B._Formatted(None, text)), "") == text
+        assert format_plain_text(repr(B.glue._Formatted(None, text)), "") == text
     assert B.reproduce_command("x", "cpu", {"a": ""}).endswith("-p a ''")
 
 
@@ -608,8 +607,9 @@ def test_build_folder_can_be_moved_so_tests_never_touch_the_readers_build(tmp_pa
 
 
 CLAIM_CODE = '''\
+from alignbook.scorecard import save_claims
 from alignlib import claims as C
-C.save_claims(store, [C.Claim("mini", "squares-grow", "Squares grow", "total", float(table.square.sum()),
+save_claims(store, [C.Claim("mini", "squares-grow", "Squares grow", "total", float(table.square.sum()),
                               None, None, f"{table.square.sum():.1f}", "positive",
                               C.verdict_of_checks([table.square.sum() > 0]), profile, "fig-mini-squares")])
 '''
@@ -623,7 +623,7 @@ def test_scorecard_page_lists_the_claims_of_the_rendered_chapters(tmp_path, resu
     root = make_book(tmp_path / "bookroot", chapters={
         "mini": [("code", MINI_CODE + CLAIM_CODE), ("markdown", MINI_MARKDOWN)]})
     (root / "book" / "scorecard.md").write_text(
-        f"# Scorecard\n\n{B.VERDICTS_MARK}\n\n{B.SCORECARD_MARK}\n")
+        f"# Scorecard\n\n{B.scorecard.VERDICTS_MARK}\n\n{B.scorecard.SCORECARD_MARK}\n")
     toc = yaml.safe_load((root / "_toc.yml").read_text())
     toc["parts"].insert(0, {"caption": "Results", "chapters": [{"file": "book/scorecard"}]})
     (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
@@ -641,7 +641,7 @@ def test_scorecard_page_lists_the_claims_of_the_rendered_chapters(tmp_path, resu
     assert rc == 0 and "mini/squares-grow" in out and C.HOLDS in out
     # a later one-off run with other parameters does not replace the built book's record
     other = R.ResultStore("mini", "tiny", {"n": 99})
-    C.save_claims(other, [C.Claim("mini", "other-run", "s", "q", 1.0, None, None, "1", "e",
+    save_claims(other, [C.Claim("mini", "other-run", "s", "q", 1.0, None, None, "1", "e",
                                   C.DOES_NOT_HOLD, "tiny")])
     rc, out, err = run_cli(capfd, "--root", str(root), "claims", "--profile", "tiny")
     assert rc == 0 and "mini/squares-grow" in out and "other-run" not in out

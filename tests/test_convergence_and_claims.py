@@ -7,20 +7,24 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 import pytest
 
 import alignlib as al
+from alignbook.cli import main as cli_main
+from alignbook.results import ResultStore
+from alignbook.scorecard import collect_claims, save_claims
 from alignlib import claims as C
 from alignlib import kernels
-from alignlib.cli import main as cli_main
-from alignlib.convergence import convergence_table, has_converged, relative_change, window
+from alignlib.convergence import (
+    convergence_table,
+    has_converged,
+    relative_change,
+    window,
+)
 from alignlib.data import Dataset, load_digits
-from alignlib.results import ResultStore
 from alignlib.stability import ntk_top_eigenvalue, stable_learning_rate
-from alignlib.theory import mlp_ntk
+from alignlib.experiments.theory import mlp_ntk
 from alignlib.training import evaluation_batches
-
 
 # ----------------------------------------------------------------- held-out evaluation
 
@@ -230,19 +234,19 @@ def test_claims_are_saved_with_provenance_and_newest_wins(tmp_path):
     old = ResultStore("rules", "tiny", {"a": 1}, root=tmp_path)
     new = ResultStore("rules", "tiny", {"a": 2}, root=tmp_path)
     other = ResultStore("theory", "tiny", {"a": 1}, root=tmp_path)
-    C.save_claims(old, [_claim(claim="old")])
-    C.save_claims(other, [_claim(chapter="theory", claim="t", verdict=C.NOT_TESTED)])
-    C.save_claims(new, [_claim(claim="new", verdict=C.DOES_NOT_HOLD)])
+    save_claims(old, [_claim(claim="old")])
+    save_claims(other, [_claim(chapter="theory", claim="t", verdict=C.NOT_TESTED)])
+    save_claims(new, [_claim(claim="new", verdict=C.DOES_NOT_HOLD)])
     assert new.is_complete("claims.json")
-    found = C.collect_claims("tiny", tmp_path, chapters=["theory", "rules"])
+    found = collect_claims("tiny", tmp_path, chapters=["theory", "rules"])
     assert [(c.chapter, c.claim) for c in found] == [("theory", "t"), ("rules", "new")]
-    assert C.collect_claims("cpu", tmp_path) == []
+    assert collect_claims("cpu", tmp_path) == []
     md = C.scorecard_markdown(found)
     assert "{ref}`figure <fig-x>`" in md and f"**{C.DOES_NOT_HOLD}**" in md
     with pytest.raises(ValueError, match="unique"):
-        C.save_claims(old, [_claim(), _claim()])
+        save_claims(old, [_claim(), _claim()])
     with pytest.raises(ValueError, match="store"):
-        C.save_claims(old, [_claim(chapter="theory")])
+        save_claims(old, [_claim(chapter="theory")])
     table = C.claims_table(found)
     assert list(table.claim) == ["t", "new"]
 
@@ -253,7 +257,7 @@ def test_cli_claims_prints_table_and_json(tmp_path, monkeypatch, capsys):
     repo = Path(__file__).resolve().parents[1]
     monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path))
     store = ResultStore("rules", "tiny", {"a": 1}, root=tmp_path)
-    C.save_claims(store, [_claim(claim="close", verdict=C.HOLDS_IN_PART)])
+    save_claims(store, [_claim(claim="close", verdict=C.HOLDS_IN_PART)])
     assert cli_main(["claims", "--profile", "tiny", "--root", str(repo)]) == 0
     out = capsys.readouterr().out
     assert "rules/close" in out and C.HOLDS_IN_PART in out
@@ -279,14 +283,14 @@ def test_verdict_of_intervals_never_decides_on_an_interval_that_straddles():
 def test_width_sweep_trains_every_rule_at_least_as_long_as_the_first():
     """Align-zero's loss flattens earlier than backprop's; with early stopping it must still
     train as many epochs as backprop did at that width."""
-    from alignlib import benchmarks as bench
+    from alignlib.experiments import feedforward as ff
 
     data = load_digits()
-    table = bench.width_sweep(data, arch="mlp", widths=[64], rules=["backprop", "readout"],
+    table = ff.width_sweep(data, arch="mlp", widths=[64], rules=["backprop", "readout"],
                               lrs=[20.0], seeds=[0], epochs=120, bias_multiplier=0.1,
                               convergence_tolerance=0.01)
     last = table.groupby("rule").epoch.max()
-    alone = al.train(bench.model_factory("mlp", (8, 8, 1), 10, 64, bias_multiplier=0.1), "readout",
+    alone = al.train(ff.model_factory("mlp", (8, 8, 1), 10, 64, bias_multiplier=0.1), "readout",
                      data, epochs=120, learning_rates=20.0, convergence_tolerance=0.01,
                      eval_batch_size=99, progress=False)
     assert last["readout"] >= last["backprop"] > 10

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits as sk_load_digits
 
-from alignlib.data import Dataset, add_task, add_task_targets, load_digits, one_hot_targets
+from alignlib.data import (
+    Dataset,
+    add_task,
+    add_task_targets,
+    load_digits,
+    one_hot_targets,
+)
 
 # ---------------------------------------------------------------------------------------
 # Digits

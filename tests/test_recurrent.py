@@ -1,10 +1,9 @@
-"""The recurrent chapter's library (alignlib.recurrent): the rules against independent,
+"""The recurrent chapter's library (alignlib.experiments.recurrent): the rules against independent,
 unrolled computations of backprop through time, the authors' recurrent Align-ada and
 per-slot initial state, the Add-task targets, and the sweep / timing helpers."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import equinox as eqx
@@ -13,14 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from unrolled_rnn import unrolled
 
 import alignlib as al
-from alignlib import recurrent as rec
-from alignlib.claims import HOLDS, NOT_TESTED, VERDICTS, collect_claims
+from alignlib.experiments import recurrent as rec
+from alignlib.claims import HOLDS, NOT_TESTED, VERDICTS
 from alignlib.data import add_task, add_task_targets
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unrolled_rnn import unrolled  # noqa: E402
 
 SITES = ("initial_state", "input", "recurrent", "readout")
 
@@ -644,20 +641,14 @@ def test_updates_at_initialisation_table():
 
 
 @pytest.mark.slow
-def test_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
-    from alignlib import book as B
-
-    monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
+def test_chapter_runs_in_tiny_profile(tiny_book):
+    executed = tiny_book.chapter("recurrent")
     repo = Path(__file__).resolve().parents[1]
-    run = B.run_chapter(B.Book(repo), "recurrent", "tiny", recompute=True, echo=lambda *a: None)
-    assert run.ok, run.failure_message()
-    stores = list((tmp_path / "results" / "recurrent" / "tiny").glob("*/"))
-    assert len(stores) == 1
-    files = {p.name for p in stores[0].iterdir()}
+    files = {p.name for p in executed.folder.iterdir()}
     assert {"best_loss.png", "training_curves.png", "distance_to_bptt.png",
             "init_updates.csv", "init_updates.png", "authors_run.png", "authors_w8.csv",
             "claims.json"} <= files
-    found = collect_claims("tiny", tmp_path / "results", ["recurrent"])
+    found = list(executed.claims().values())
     by_id = {c.claim: c for c in found}
     assert set(by_id) == {"init-equals-bptt", "align-comparable-to-bptt", "align-beats-readout",
                           "align-approaches-bptt", "authors-numbers-reproduced"}

@@ -1,20 +1,15 @@
 """Learning rules: exact equalities at initialisation, and each rule after training equals
 an independent computation of its definition (the book's derivation page)."""
 
-import sys
-from pathlib import Path
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
+from unrolled_rnn import unrolled
 
 import alignlib as al
 from alignlib import rules as R
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unrolled_rnn import unrolled  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

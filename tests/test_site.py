@@ -1,16 +1,15 @@
-"""The real book, built with the default ``cpu`` profile, opened in headless Chromium.
+"""The rendered book opened in headless Chromium.
 
-This is the build readers get from ``make book``; CI runs it through ``make test``.
-``ALIGNBOOK_SITE_PROFILE=tiny`` builds the seconds-per-chapter profile instead (for a
-quick local check of the site machinery).
+By default this checks the site of the session's tiny-profile build (every chapter
+executed once, see ``conftest.tiny_book``): the same pages, figures, math and scripts as
+the cpu book, from seconds-per-chapter runs. Set ``ALIGNBOOK_SITE_HTML=/path/to/html`` to
+check an already built site instead: ``.ci/run`` builds the cpu book with ``make book``
+and checks ``_build/cpu/html`` this way.
 
 Every page of ``_toc.yml`` must load without JavaScript errors or missing local
 files, every ``<img>`` must have decoded (non-zero ``naturalWidth``), and MathJax
 (served from the site itself, so this works offline) must typeset every formula
 without errors.
-
-Set ``ALIGNBOOK_SITE_HTML=/path/to/html`` to check an already built site instead
-of building one (``alignbook build --profile cpu`` writes ``_build/cpu/html``).
 
 Needs ``/usr/bin/chromium`` (Debian package ``chromium``) and a local MathJax
 (the ``django-static-mathjax`` package of the ``test`` extra). Without them this
@@ -20,25 +19,18 @@ module fails when ``CI=true`` and is skipped otherwise.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
+import browser_check
 import pytest
+from helpers import REPO
 
-from alignlib import book as B
+import alignbook as B
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import browser_check  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 SITE_ENV = "ALIGNBOOK_SITE_HTML"
-PROFILE = os.environ.get("ALIGNBOOK_SITE_PROFILE", "cpu")
 PAGES = [f"{doc}.html" for doc in B.Book(REPO).documents()]
 
-# The first test builds the whole cpu-profile book (about 10-12 minutes on two cores),
-# beyond the suite's default 600 s per test.
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
+pytestmark = pytest.mark.slow
 
 
 def _require(ok: bool, why: str) -> None:
@@ -59,26 +51,19 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def site(chromium, tmp_path_factory) -> Path:
+def site(chromium, request) -> Path:
     given = os.environ.get(SITE_ENV)
     if given:
         html = Path(given)
         assert (html / "index.html").is_file(), f"{SITE_ENV}={given} holds no built site"
         return html
-    _require(B._mathjax_source() is not None,
+    _require(B.site._mathjax_source() is not None,
              "no local MathJax: `pip install django-static-mathjax` (in the test extra) so the "
              "site can typeset math offline")
-    results = tmp_path_factory.mktemp("results")
-    build = tmp_path_factory.mktemp("build")  # never the reader's _build/ (make book's)
-    proc = subprocess.run(
-        [sys.executable, "-m", "alignlib.cli", "build", "--profile", PROFILE, "--jobs", "2"],  # as make book
-        cwd=REPO, env={**os.environ, "ALIGNBOOK_RESULTS": str(results), B.BUILD_ENV: str(build)},
-        capture_output=True, text=True, timeout=1800,
-    )
-    assert proc.returncode == 0, (
-        f"alignbook build --profile {PROFILE} failed:\n{proc.stdout}\n{proc.stderr}")
-    print(proc.stdout)
-    return build / PROFILE / "html"
+    book = request.getfixturevalue("tiny_book")
+    failed = [c for c, r in book.runs.items() if not r.ok]
+    assert book.html is not None, f"the tiny book did not render; failed chapters: {failed}"
+    return book.html
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
-import time
 
 import pandas as pd
 import pytest
 
-from alignlib import results as R
-from alignlib import sweep as S
-from alignlib.sweep import Point, demo_point, grid, run_sweep, train_point
+from alignbook import results as R
+from alignbook import sweep as S
+from alignbook.sweep import Point, demo_point, grid, run_sweep, train_point
 
 
 def expected_table(xs):
@@ -31,10 +29,10 @@ def expected_table(xs):
 
 
 def test_point_key_is_canonical_and_names_experiment():
-    a = Point("alignlib.sweep:demo_point", {"x": 5.0, "seconds": 0})
+    a = Point("alignbook.sweep:demo_point", {"x": 5.0, "seconds": 0})
     b = Point(demo_point, {"seconds": 0.0, "x": 5})
     assert a == b and a.key == b.key and len(a.key) == 12
-    assert a.key == R.params_hash({"experiment": "alignlib.sweep:demo_point",
+    assert a.key == R.params_hash({"experiment": "alignbook.sweep:demo_point",
                                    "params": {"x": 5, "seconds": 0}})
     assert Point(demo_point, {"x": 6}).key != Point(demo_point, {"x": 5}).key
     assert Point(train_point, {"x": 5}).key != Point(demo_point, {"x": 5}).key
@@ -54,7 +52,7 @@ def test_experiments_must_be_importable():
         Point("demo_point", {})
     with pytest.raises(TypeError):
         Point(42, {})
-    assert S.resolve_experiment("alignlib.sweep:demo_point") is demo_point
+    assert S.resolve_experiment("alignbook.sweep:demo_point") is demo_point
     with pytest.raises(TypeError, match="canonical"):
         Point(demo_point, {"x": object()})
 
@@ -136,10 +134,10 @@ def test_sweep_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="engine='dask' only"):
         run_sweep(points, root=tmp_path, resources={"GPU": 1})
     with pytest.raises(TypeError, match="Point objects"):
-        run_sweep([("alignlib.sweep:demo_point", {"x": 1})], root=tmp_path)
+        run_sweep([("alignbook.sweep:demo_point", {"x": 1})], root=tmp_path)
     with pytest.raises(ValueError, match="plain, non-empty"):
         run_sweep(points, name="a/b", root=tmp_path)
-    bad = [Point("alignlib.results:canonical_json", {"params": {}})]  # returns a str
+    bad = [Point("alignbook.results:canonical_json", {"params": {}})]  # returns a str
     with pytest.raises(TypeError, match="not a pandas DataFrame"):
         run_sweep(bad, name="bad", root=tmp_path)
     assert not S.SweepStore("bad", root=tmp_path).is_done(bad[0])

@@ -1,7 +1,6 @@
 """Training loop: determinism, seeds and learning rates through vmap, divergence handling,
 tidy history, and every rule lowering the loss on digits."""
 
-import jax
 import numpy as np
 import pandas as pd
 import pytest

@@ -5,7 +5,7 @@
    (:mod:`alignlib.stability`), and lays the learning-rate grid out as fractions of it,
    so the grid reaches the bound at every width and one fraction gives a *common*
    learning rate that every rule shares at that width.
-2. The sweep itself is :func:`alignlib.benchmarks.width_sweep` with a convergence
+2. The sweep itself is :func:`alignlib.experiments.feedforward.width_sweep` with a convergence
    tolerance: each (rule, width) trains until all its runs have converged.
 3. :func:`analyse` reduces the sweep: best-lr and common-lr accuracies with intervals,
    paired gaps to backprop, the slope of the gap against ``log2(width)`` with its
@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from alignlib import benchmarks as bench
+from alignlib.experiments import feedforward as ff
 from alignlib import claims as C
 from alignlib.convergence import convergence_table
 
@@ -48,34 +48,34 @@ def learning_rate_plan(data, widths: Sequence[int], *, fractions: Sequence[float
     (the authors' grid for their ConvNets); the common one is then their median.
     ``sweep_widths`` also train ``sweep_fractions`` of their bound (the learning-rate
     sweep). ``network``: ``arch, depth, strides, bias_multiplier, batch_size`` for
-    :func:`alignlib.benchmarks.stable_lr_at_init`.
+    :func:`alignlib.experiments.feedforward.stable_lr_at_init`.
     """
-    fractions = bench._lr_list("lr_fractions", fractions)
+    fractions = ff._lr_list("lr_fractions", fractions)
     if not lrs and common_fraction not in fractions:
         raise ValueError(f"common_fraction {common_fraction} must be one of lr_fractions {fractions}")
     if wide_fractions and common_fraction not in wide_fractions and not lrs:
         raise ValueError(f"common_fraction {common_fraction} must be one of wide_lr_fractions "
                          f"{list(wide_fractions)}")
     rows = []
-    for width in bench._int_list("widths", sorted(set(widths) | set(sweep_widths))):
-        measured = bench.stable_lr_at_init(data, width=width, **network)
+    for width in ff._int_list("widths", sorted(set(widths) | set(sweep_widths))):
+        measured = ff.stable_lr_at_init(data, width=width, **network)
         grid: dict[float, dict] = {}
         if width in widths:
             if lrs:
-                chosen = bench._lr_list("lrs", lrs)
+                chosen = ff._lr_list("lrs", lrs)
                 common = float(np.median(chosen))
                 for lr in chosen:
                     grid[lr] = {"fraction": lr / measured["lr_bound"], "common": lr == common}
             else:
                 use = wide_fractions if (wide_fractions and wide_from and width >= wide_from) else fractions
                 for f in use:
-                    (lr,) = bench.lr_grid(measured["lr_bound"], [f])
+                    (lr,) = ff.lr_grid(measured["lr_bound"], [f])
                     grid[lr] = {"fraction": f, "common": f == common_fraction}
             for entry in grid.values():
                 entry["in_width_sweep"] = True
         if width in sweep_widths:
             for f in sweep_fractions:
-                (lr,) = bench.lr_grid(measured["lr_bound"], [f])
+                (lr,) = ff.lr_grid(measured["lr_bound"], [f])
                 grid.setdefault(lr, {"fraction": f, "common": False, "in_width_sweep": False})
                 grid[lr]["in_lr_sweep"] = True
         for lr, entry in sorted(grid.items()):
@@ -92,14 +92,14 @@ def lrs_by_width(plan: pd.DataFrame) -> dict[int, list[float]]:
 
 def sweep(data, plan: pd.DataFrame, *, rules: Sequence[str], wide_rules: Sequence[str] = (),
           wide_from: int = 0, **kwargs) -> pd.DataFrame:
-    """Train every width of ``plan`` at its learning rates (:func:`bench.width_sweep`):
+    """Train every width of ``plan`` at its learning rates (:func:`ff.width_sweep`):
     ``rules`` below width ``wide_from``, ``wide_rules`` (default: ``rules``) from it on,
-    where one run costs most. ``kwargs`` go to :func:`bench.width_sweep` (``seeds,
+    where one run costs most. ``kwargs`` go to :func:`ff.width_sweep` (``seeds,
     epochs, convergence_tolerance, arch, depth, ...``)."""
     by_width = lrs_by_width(plan)
     wide = [w for w in by_width if wide_from and w >= wide_from]
     groups = [([w for w in by_width if w not in wide], list(rules)), (wide, list(wide_rules or rules))]
-    tables = [bench.width_sweep(data, widths=ws, rules=rs, lrs=[1.0],
+    tables = [ff.width_sweep(data, widths=ws, rules=rs, lrs=[1.0],
                                 lrs_by_width={w: by_width[w] for w in ws}, experiment="ntk_sgd",
                                 **kwargs)
               for ws, rs in groups if ws and rs]
@@ -114,7 +114,7 @@ class Analysis:
     ``best`` / ``common``: per (rule, width) the mean held-out accuracy over seeds with
     its interval, at the rule's best learning rate / at the common one, plus
     ``converged`` (fraction of the point's runs that converged); ``gaps`` /
-    ``common_gaps``: each rule minus backprop, paired by seed (:func:`bench.gap_to_reference`);
+    ``common_gaps``: each rule minus backprop, paired by seed (:func:`ff.gap_to_reference`);
     ``slopes``: per rule, the slope of the common-lr gap (points) against ``log2(width)``
     with its interval (NaN where fewer than 3 points); ``versus``: at the widest width
     where FA or DFA trained, each Align rule minus FA and DFA at their best learning
@@ -140,23 +140,23 @@ def analyse(runs: pd.DataFrame, plan: pd.DataFrame, tolerance: float) -> Analysi
     ``in_width_sweep``)."""
     grid = plan[plan.in_width_sweep]
     keep = runs.merge(grid[["width", "lr"]], on=["width", "lr"])
-    conv = convergence_table(keep, tolerance, keys=[c for c in bench.RUN_KEYS if c in keep.columns])
-    final = bench.final_values(keep).merge(
+    conv = convergence_table(keep, tolerance, keys=[c for c in ff.RUN_KEYS if c in keep.columns])
+    final = ff.final_values(keep).merge(
         conv[["rule", "width", "lr", "seed", "converged"]], on=["rule", "width", "lr", "seed"])
-    best = _with_convergence(bench.best_lr(keep, ["rule", "width"]), final)
+    best = _with_convergence(ff.best_lr(keep, ["rule", "width"]), final)
     common_rows = keep.merge(grid[grid.common][["width", "lr"]], on=["width", "lr"])
-    common = _with_convergence(bench.summarise(common_rows, ["rule", "width", "lr"]), final)
-    gaps = bench.gap_to_reference(keep, "backprop", ["width"])
-    common_gaps = bench.gap_to_reference(common_rows, "backprop", ["width"])
+    common = _with_convergence(ff.summarise(common_rows, ["rule", "width", "lr"]), final)
+    gaps = ff.gap_to_reference(keep, "backprop", ["width"])
+    common_gaps = ff.gap_to_reference(common_rows, "backprop", ["width"])
 
     slopes = []
-    cfinal = bench.final_values(common_rows)
+    cfinal = ff.final_values(common_rows)
     ref = cfinal[cfinal.rule == "backprop"][["width", "seed", "value", "diverged"]]
     for rule in sorted(set(cfinal.rule) - {"backprop"}):
         pairs = cfinal[cfinal.rule == rule].merge(ref, on=["width", "seed"], suffixes=("", "_ref"))
         pairs = pairs[~pairs.diverged & ~pairs.diverged_ref]
         try:
-            slope, low, high = bench.linear_fit(np.log2(pairs.width), 100 * (pairs.value - pairs.value_ref))
+            slope, low, high = ff.linear_fit(np.log2(pairs.width), 100 * (pairs.value - pairs.value_ref))
         except ValueError:
             slope = low = high = float("nan")
         slopes.append({"rule": rule, "slope": slope, "ci_low": low, "ci_high": high,
@@ -168,7 +168,7 @@ def analyse(runs: pd.DataFrame, plan: pd.DataFrame, tolerance: float) -> Analysi
     versus = []
     for fb in FEEDBACK_RULES:
         if fb in set(widest.rule):
-            vs = bench.gap_to_reference(widest, fb, ["width"])
+            vs = ff.gap_to_reference(widest, fb, ["width"])
             versus.append(vs[vs.rule.isin(ALIGN_RULES)].assign(versus=fb))
     versus = pd.concat(versus, ignore_index=True) if versus else pd.DataFrame(
         columns=["width", "rule", "versus", "gap", "ci_low", "ci_high"])
@@ -176,7 +176,7 @@ def analyse(runs: pd.DataFrame, plan: pd.DataFrame, tolerance: float) -> Analysi
 
 
 def _ci(mean, low, high, fmt="+.1f", scale=100.0, unit=" points") -> str:
-    return bench.format_ci(mean, low, high, fmt, scale, unit)
+    return ff.format_ci(mean, low, high, fmt, scale, unit)
 
 
 def _converged(a: Analysis, rules: Sequence[str], width: int | None = None) -> bool:
@@ -233,7 +233,7 @@ def claims(a: Analysis, *, profile: str, few_points: float, width_figure: str) -
                                          converged=_converged(a, align))
         r = fitted.slope.idxmin()
         value, low, high = fitted.slope[r], fitted.ci_low[r], fitted.ci_high[r]
-        text = "; ".join(f"{q}: {bench.format_ci(fitted.slope[q], fitted.ci_low[q], fitted.ci_high[q], '+.2f')}"
+        text = "; ".join(f"{q}: {ff.format_ci(fitted.slope[q], fitted.ci_low[q], fitted.ci_high[q], '+.2f')}"
                          " points per doubling" for q in fitted.index)
     out.append(C.Claim(
         chapter, "gap-shrinks-with-width",

@@ -12,8 +12,9 @@ import pandas as pd
 import pytest
 
 import alignlib as al
-from alignlib import bench
-from alignlib import cli
+from alignbook import cli
+from alignbook.cli import save_benchmark
+from alignlib.experiments import performance
 
 
 @pytest.mark.parametrize("kind, x_shape, y_shape", [
@@ -22,7 +23,7 @@ from alignlib import cli
     ("rnn", (50, 100, 1), (50, 100, 1)),
 ])
 def test_bench_problem_shapes(kind, x_shape, y_shape):
-    p = bench.bench_problem(kind, 8)
+    p = performance.bench_problem(kind, 8)
     assert p.x.shape == x_shape and p.y.shape == y_shape
     assert p.model(p.x).shape == y_shape
     assert p.batch_size == x_shape[0]
@@ -30,31 +31,31 @@ def test_bench_problem_shapes(kind, x_shape, y_shape):
 
 
 def test_bench_problem_options_and_errors():
-    p = bench.bench_problem("conv", 4, batch_size=10, input_shape=(32, 32, 3),
+    p = performance.bench_problem("conv", 4, batch_size=10, input_shape=(32, 32, 3),
                             strides=(1, 1, 1, 2, 1, 2, 1))
     assert p.x.shape == (10, 32, 32, 3) and len(p.model.convs) == 7
     # the RNN's targets are the Add task's targets of its bits
-    r = bench.bench_problem("rnn", 4, batch_size=3, seq_len=12)
+    r = performance.bench_problem("rnn", 4, batch_size=3, seq_len=12)
     expected = 0.5 + 0.5 * np.roll(r.x[..., 0], 2, axis=1) - 0.25 * np.roll(r.x[..., 0], 5, axis=1)
     expected[:, :2] -= 0.5 * np.asarray(r.x[:, -2:, 0])
     expected[:, :5] += 0.25 * np.asarray(r.x[:, -5:, 0])
     np.testing.assert_allclose(r.y[..., 0], expected, atol=1e-6)
     with pytest.raises(ValueError, match="kind must be one of"):
-        bench.bench_problem("transformer", 8)
+        performance.bench_problem("transformer", 8)
     with pytest.raises(ValueError, match="width must be a positive integer"):
-        bench.bench_problem("mlp", 0)
+        performance.bench_problem("mlp", 0)
     with pytest.raises(ValueError, match="batch_size"):
-        bench.bench_problem("mlp", 8, batch_size=0)
+        performance.bench_problem("mlp", 8, batch_size=0)
 
 
 @pytest.mark.slow
 def test_compiled_step_trains_and_feeds_state_back():
-    p = bench.bench_problem("mlp", 32)
-    program = bench.compile_step(p, "align_ada", lr=0.5)
+    p = performance.bench_problem("mlp", 32)
+    program = performance.compile_step(p, "align_ada", lr=0.5)
     losses = [float(program.run()[2]) for _ in range(30)]
     assert losses[-1] < 0.8 * losses[0]
     # the first step equals one step of the rule written out by hand
-    fresh = bench.compile_step(p, "backprop", lr=0.5)
+    fresh = performance.compile_step(p, "backprop", lr=0.5)
     _, grads = al.backprop.gradient(p.model, None, p.x, p.y, p.loss_fn)
     model_arrays, _, loss = fresh.run()
     w = model_arrays.layers[0].weight
@@ -68,8 +69,8 @@ def test_hlo_op_counts_match_the_rules_arithmetic():
     """MLP with 2 hidden layers: backprop = 3 forward + 3 weight-gradient + 2 input-gradient
     products; Align-zero/ada add the initial network's 3 forward products; readout-only
     is a forward pass plus the readout's gradient. ConvNet: the same for convolutions."""
-    p = bench.bench_problem("mlp", 64)
-    stats = {r: bench.hlo_stats(bench.compile_step(p, r).compiled)
+    p = performance.bench_problem("mlp", 64)
+    stats = {r: performance.hlo_stats(performance.compile_step(p, r).compiled)
              for r in ("backprop", "align_zero", "align_ada", "align_prop", "readout")}
     assert stats["backprop"]["dot_ops"] == 8
     assert stats["align_zero"]["dot_ops"] == stats["align_ada"]["dot_ops"] == 11
@@ -84,13 +85,13 @@ def test_hlo_op_counts_match_the_rules_arithmetic():
     # two conv layers: 2 forward + 1 input-gradient convolutions (on CPU each weight
     # gradient is 9 tap products, alignlib._sites.conv_same); Align-zero adds the initial
     # network's 2 forward convolutions
-    c = bench.bench_problem("conv", 4, batch_size=8, input_shape=(4, 4, 1), strides=(1, 2))
-    conv = {r: bench.hlo_stats(bench.compile_step(c, r).compiled)
+    c = performance.bench_problem("conv", 4, batch_size=8, input_shape=(4, 4, 1), strides=(1, 2))
+    conv = {r: performance.hlo_stats(performance.compile_step(c, r).compiled)
             for r in ("backprop", "align_zero")}
     assert conv["backprop"]["conv_ops"] == 3 and conv["align_zero"]["conv_ops"] == 5
 
-    r = bench.bench_problem("rnn", 8, seq_len=5)
-    assert bench.hlo_stats(bench.compile_step(r, "backprop").compiled)["while_ops"] >= 1
+    r = performance.bench_problem("rnn", 8, seq_len=5)
+    assert performance.hlo_stats(performance.compile_step(r, "backprop").compiled)["while_ops"] >= 1
 
 
 def test_hlo_stats_sees_host_callbacks():
@@ -99,23 +100,23 @@ def test_hlo_stats_sees_host_callbacks():
         return x + 1
 
     compiled = jax.jit(f).lower(jnp.ones(3)).compile()
-    assert bench.hlo_stats(compiled)["host_ops"] >= 1
+    assert performance.hlo_stats(compiled)["host_ops"] >= 1
 
 
 def test_time_programs_interleaves_rounds():
-    p = bench.bench_problem("mlp", 16)
-    programs = {r: bench.compile_step(p, r) for r in ("backprop", "readout")}
-    times = bench.time_programs(programs, warmup=1, repeats=4)
+    p = performance.bench_problem("mlp", 16)
+    programs = {r: performance.compile_step(p, r) for r in ("backprop", "readout")}
+    times = performance.time_programs(programs, warmup=1, repeats=4)
     assert set(times) == {"backprop", "readout"}
     assert all(t.shape == (4,) and np.all(t > 0) for t in times.values())
     with pytest.raises(ValueError):
-        bench.time_programs(programs, repeats=0)
+        performance.time_programs(programs, repeats=0)
 
 
 @pytest.mark.slow
 def test_time_rule_steps_table():
-    p = bench.bench_problem("mlp", 16)
-    table = bench.time_rule_steps(p.model, p.x, p.y, ["align_zero", "readout"], repeats=3,
+    p = performance.bench_problem("mlp", 16)
+    table = performance.time_rule_steps(p.model, p.x, p.y, ["align_zero", "readout"], repeats=3,
                                   warmup=1)
     assert list(table.rule) == ["backprop", "align_zero", "readout"]
     bp = table.set_index("rule").loc["backprop"]
@@ -124,17 +125,17 @@ def test_time_rule_steps_table():
             "bytes_ratio", "compile_s"} <= set(table.columns)
     assert table.set_index("rule").loc["readout"].flops_ratio < 0.6
     with pytest.raises(ValueError, match="must not repeat"):
-        bench.time_rule_steps(p.model, p.x, p.y, ["fa", "fa"], repeats=1)
+        performance.time_rule_steps(p.model, p.x, p.y, ["fa", "fa"], repeats=1)
     with pytest.raises(ValueError, match="unknown learning rule"):
-        bench.time_rule_steps(p.model, p.x, p.y, ["sgd"], repeats=1)
+        performance.time_rule_steps(p.model, p.x, p.y, ["sgd"], repeats=1)
     # the older entry point still works
-    old = bench.benchmark({"m": lambda: p.model}, p.x, p.y, [], repeats=2, warmup=1)
+    old = performance.benchmark({"m": lambda: p.model}, p.x, p.y, [], repeats=2, warmup=1)
     assert list(old.model.unique()) == ["m"] and list(old.rule) == ["backprop"]
 
 
 @pytest.mark.slow
 def test_benchmark_rules_is_tidy_and_cost_table_pivots():
-    tidy = bench.benchmark_rules({"mlp": [8, 16], "rnn": [4]},
+    tidy = performance.benchmark_rules({"mlp": [8, 16], "rnn": [4]},
                                  {"mlp": ["readout"], "rnn": []},
                                  repeats=2, warmup=1, problem_kwargs={"rnn": {"seq_len": 4}})
     assert list(tidy.columns) == ["experiment", "model", "width", "batch_size", "rule", "device",
@@ -142,33 +143,33 @@ def test_benchmark_rules_is_tidy_and_cost_table_pivots():
     assert set(tidy.experiment) == {"rule_cost"}
     # one row per (model, width, rule, metric)
     assert not tidy.duplicated(["model", "width", "rule", "metric"]).any()
-    wide = bench.cost_table(tidy)
+    wide = performance.cost_table(tidy)
     assert len(wide) == 2 * 2 + 1
     assert list(wide[wide.model == "rnn"].rule) == ["backprop"]
     assert (wide[wide.rule == "backprop"].ratio_to_backprop == 1).all()
-    sub = bench.cost_table(tidy, ["ratio_to_backprop", "dot_ops"])
+    sub = performance.cost_table(tidy, ["ratio_to_backprop", "dot_ops"])
     assert list(sub.columns) == ["model", "width", "rule", "batch_size", "ratio_to_backprop",
                                  "dot_ops"]
     with pytest.raises(ValueError, match="unknown model kinds"):
-        bench.benchmark_rules({"vit": [8]})
+        performance.benchmark_rules({"vit": [8]})
 
 
 @pytest.mark.slow
 def test_batching_gain_table():
-    table = bench.batching_gain("mlp", 8, 3, rule="align_zero", warmup=1, repeats=3)
+    table = performance.batching_gain("mlp", 8, 3, rule="align_zero", warmup=1, repeats=3)
     values = table.set_index("metric").value
     assert set(values.index) == {"single_run_s", "vmapped_s", "per_run_s", "speedup"}
     assert values.per_run_s == pytest.approx(values.vmapped_s / 3)
     assert values.speedup == pytest.approx(3 * values.single_run_s / values.vmapped_s)
     assert (table.n_runs == 3).all() and (table.rule == "align_zero").all()
     with pytest.raises(ValueError):
-        bench.batching_gain("mlp", 8, 0)
+        performance.batching_gain("mlp", 8, 0)
 
 
 def test_bench_point_and_save(tmp_path):
-    tidy = bench.bench_point(model="mlp", width=8, rules=[], repeats=2, warmup=1)
+    tidy = performance.bench_point(model="mlp", width=8, rules=[], repeats=2, warmup=1)
     assert set(tidy.rule) == {"backprop"} and set(tidy.width) == {8}
-    paths = bench.save_benchmark(tidy, tmp_path / "out", settings={"widths": [8]})
+    paths = save_benchmark(tidy, tmp_path / "out", settings={"widths": [8]})
     for kind in ("csv", "png", "pdf", "json"):
         assert paths[kind].is_file() and paths[kind].stat().st_size > 0
     pd.testing.assert_frame_equal(pd.read_csv(paths["csv"]), tidy, check_dtype=False)
@@ -214,16 +215,9 @@ def test_cli_bench_rejects_bad_arguments(args, message, capsys, tmp_path):
 
 
 @pytest.mark.slow
-def test_performance_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from alignlib import book as B
-
-    monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
-    repo = Path(__file__).resolve().parents[1]
-    run = B.run_chapter(B.Book(repo), "performance", "tiny", recompute=True, echo=lambda *a: None)
-    assert run.ok
-    folder = tmp_path / "results" / "performance" / "tiny"
+def test_performance_chapter_in_the_tiny_profile(tiny_book):
+    executed = tiny_book.chapter("performance")
+    folder = executed.results / "performance" / "tiny"
     tidy = pd.read_csv(next(folder.glob("*/rule_cost.csv")))
     assert {"mlp", "conv", "rnn"} == set(tidy.model)
     # the Add-task epochs timed against the authors' script, one row per rule, width and epoch
@@ -234,24 +228,19 @@ def test_performance_chapter_runs_in_tiny_profile(tmp_path, monkeypatch):
     assert len(points) == tidy.groupby(["model", "width"]).ngroups
     # the chapter's claim: the largest Align-zero / Align-ada ratio at each model's widest
     # width, its quartiles as the interval, the verdict in the library's words
-    import sys
-
     from alignlib import claims
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from glue_records import glued
-
-    (cost,) = claims.collect_claims("tiny", tmp_path / "results", ["performance"])
-    wide = bench.cost_table(tidy)
+    (cost,) = executed.claims().values()
+    wide = performance.cost_table(tidy)
     wide = wide[wide.rule.isin(["align_zero", "align_ada"])
                 & (wide.width == wide.groupby("model").width.transform("max"))]
     worst = wide.loc[wide.ratio_to_backprop.idxmax()]
     assert cost.claim == "align-step-cost" and cost.figure == "fig-performance-rule-cost"
     assert cost.value == pytest.approx(worst.ratio_to_backprop)
     assert (cost.low, cost.high) == pytest.approx((worst.ratio_q25, worst.ratio_q75))
-    below = (wide.ratio_q75 < bench.ALIGN_TARGET).all()
-    above = (wide.ratio_q25 > bench.ALIGN_TARGET).any()
+    below = (wide.ratio_q75 < performance.ALIGN_TARGET).all()
+    above = (wide.ratio_q25 > performance.ALIGN_TARGET).any()
     assert cost.verdict in claims.VERDICTS and cost.verdict != claims.NOT_TESTED
     assert (cost.verdict == claims.HOLDS) == below
     assert (cost.verdict in (claims.HOLDS_IN_PART, claims.DOES_NOT_HOLD)) == (above and not below)
-    assert glued(run.output)["verdict_align_step_cost"] == cost.verdict
+    assert executed.glued()["verdict_align_step_cost"] == cost.verdict

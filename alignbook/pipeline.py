@@ -1,17 +1,5 @@
-"""The executable book: chapter helpers and the build pipeline behind ``alignbook``.
-
-Two halves live here.
-
-**Helpers for chapters** (used inside the notebooks; light imports):
-
-- :func:`glue_number` glues a number, already formatted, for ``{glue:text}`` in a
-  Markdown cell; :func:`glue_text` glues a string without quotes.
-- :func:`glue_figure` saves a figure into a :class:`~alignlib.results.ResultStore`
-  (PNG + PDF with provenance), glues the figure for a ``glue:figure`` directive and
-  glues a "Reproduce this figure" note (key ``<name>_note``) for ``{glue:md}``.
-- :func:`figure_note` and :func:`reproduce_command` build that note / command.
-
-**The pipeline** (used by ``alignbook``; imports papermill lazily):
+"""The build pipeline behind ``alignbook``: the book's files, parameters, profiles and
+the execution of chapters (imports papermill lazily).
 
 - a chapter is a notebook ``<file>.ipynb`` listed in ``_toc.yml``; its name is the
   file's stem (``book/theory`` -> ``theory``);
@@ -20,9 +8,8 @@ Two halves live here.
   ``profile`` (str), which the pipeline sets;
 - ``book/profiles.yml`` gives, per profile, per chapter, parameter overrides;
 - :func:`build` executes chapters with papermill into
-  ``_build/executed/<profile>/<file>.ipynb`` and renders the site with Jupyter
-  Book 1.x (warnings are errors) into ``_build/<profile>/html`` (and points the
-  link ``_build/html`` at it);
+  ``_build/executed/<profile>/<file>.ipynb`` and renders the site
+  (:func:`alignbook.site.render_site`) into ``_build/<profile>/html``;
 - :func:`run_chapter` executes one chapter with extra overrides into
   ``_build/runs/<profile>/``.
 """
@@ -34,9 +21,6 @@ import contextlib
 import dataclasses
 import json
 import os
-import shlex
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,18 +28,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
-from alignlib import results as _results
+from alignbook import results as _results
+from alignbook.glue import format_value
 
 __all__ = [
-    # chapter helpers
-    "glue_number",
-    "glue_text",
-    "glue_figure",
-    "glue_claim",
-    "figure_note",
-    "reproduce_command",
-    "format_value",
-    # pipeline
     "Book",
     "BookError",
     "ParameterError",
@@ -65,12 +41,12 @@ __all__ = [
     "ChapterRun",
     "notebook_parameters",
     "load_profiles",
+    "expected_seconds",
     "resolve_parameters",
     "parse_cli_value",
     "build",
     "run_chapter",
-    "render_site",
-    "new_chapter_notebook",
+    "results_folder",
 ]
 
 PROFILES_FILE = Path("book") / "profiles.yml"
@@ -82,146 +58,8 @@ RESERVED_PROFILE_NAMES = {"executed", "runs", "staging", "jupyter", "html"}
 
 
 # =========================================================================
-# Chapter helpers
-# =========================================================================
-
-
-def format_value(value: Any) -> str:
-    """A parameter value as the YAML text ``alignbook run -p NAME VALUE`` parses
-    back to the same value (``[64, 256]``, ``0.001``, ``digits``, ``'true'``)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, sort_keys=True)
-    text = text.strip()
-    if text.endswith("\n..."):
-        text = text[: -len("\n...")].strip()
-    elif text.endswith("..."):
-        text = text[:-3].strip()
-    return text
-
-
-def reproduce_command(chapter: str, profile: str, params: Mapping[str, Any]) -> str:
-    """The shell command that re-runs ``chapter`` with exactly ``params``:
-    ``alignbook run CHAPTER --profile P -p NAME VALUE ...`` (``profile`` itself,
-    if present in ``params``, is given by ``--profile``)."""
-    parts = ["alignbook", "run", chapter, "--profile", profile]
-    for name in sorted(params):
-        if name == "profile":
-            continue
-        value = params[name]
-        parts += ["-p", name, "''" if value == "" else shlex.quote(format_value(value))]
-    return " ".join(parts)
-
-
-def figure_note(store: _results.ResultStore, name: str) -> str:
-    """Markdown text: how to reproduce figure ``name`` of ``store`` and where its
-    data and provenance are. Meant for the figure's caption (via ``{glue:md}``)."""
-    try:
-        folder = store.path.relative_to(_results.project_root())
-    except ValueError:
-        folder = store.path
-    cmd = reproduce_command(store.chapter, store.profile, store.params)
-    return (
-        f"Reproduce this figure: `{cmd}`. "
-        f"Data, figure files and provenance: `{folder.as_posix()}/` "
-        f"(`{name}.png`, `{name}.pdf`, `provenance.json`)."
-    )
-
-
-class _Formatted:
-    """A value whose text form (what ``{glue:text}`` pastes) is pre-formatted."""
-
-    def __init__(self, value: Any, text: str):
-        self.value = value
-        self.text = text
-
-    # myst-nb's {glue:text} passes text/plain through ast.literal_eval to strip quotes,
-    # so the plain text is the *repr* of the string: "1,500" must not become (1, 500)
-    # nor "+0.43" lose its sign.
-    def __repr__(self) -> str:
-        return repr(self.text)
-
-    def _repr_pretty_(self, p, cycle) -> None:  # IPython's text/plain
-        p.text(repr(self.text))
-
-
-def glue_number(name: str, value: Any, fmt: str | None = None, display: bool = False) -> Any:
-    """Glue a number for use in a Markdown cell as ``{glue:text}`name```.
-
-    Arguments:
-        name: the glue key (unique within the notebook).
-        value: the number (numpy scalars and 0-d arrays are converted).
-        fmt: a format spec such as ``".3f"``, ``".1%"`` or ``".2e"``; the pasted
-            text is ``format(value, fmt)``. ``None`` pastes ``repr``.
-        display: also show the number in the notebook.
-
-    Returns ``value`` (as a Python number), so it can be used inline.
-    """
-    from myst_nb import glue
-
-    if hasattr(value, "item") and callable(value.item):
-        value = value.item()
-    text = format(value, fmt) if fmt else repr(value)
-    glue(name, _Formatted(value, text), display=display)
-    return value
-
-
-def glue_text(name: str, text: str, display: bool = False) -> str:
-    """Glue a string for ``{glue:text}`name``` so that it is pasted as is (a
-    plain ``glue`` of a str pastes its repr, quotes included)."""
-    from myst_nb import glue
-
-    text = str(text)
-    glue(name, _Formatted(text, text), display=display)
-    return text
-
-
-def glue_claim(claim) -> None:
-    """Glue a scorecard record (:class:`alignlib.claims.Claim`) for its page:
-    ``verdict_<id>`` and ``measured_<id>`` (dashes in the id become underscores), for
-    ``{glue:text}`` in the chapter's prose and summary."""
-    key = claim.claim.replace("-", "_")
-    glue_text(f"verdict_{key}", claim.verdict)
-    glue_text(f"measured_{key}", claim.measured)
-
-
-def glue_figure(
-    store: _results.ResultStore,
-    name: str,
-    fig: Any,
-    *,
-    dpi: int = 150,
-    close: bool = True,
-) -> None:
-    """Save ``fig`` into ``store`` as ``<name>.png``/``.pdf`` and glue it.
-
-    Glues two keys: ``name`` (the saved PNG itself, provenance metadata included,
-    for a ``glue:figure`` directive; shown at the figure's size in inches x 100
-    pixels) and ``<name>_note`` (Markdown from :func:`figure_note`, for
-    ``{glue:md}`` in the caption). Gluing the saved file rather than the live
-    figure means the book shows exactly the file in the results folder, whatever
-    matplotlib backend the notebook uses. Closes the figure (unless
-    ``close=False``) so that the notebook does not display it a second time.
-    The files are ``store.path / f"{name}.png"`` and ``.pdf``.
-    """
-    from IPython.display import Image, Markdown
-    from myst_nb import glue
-
-    paths = store.save_figure(fig, name, dpi=dpi)
-    width = int(round(fig.get_figwidth() * 100))
-    glue(name, Image(data=paths["png"].read_bytes(), format="png", width=width), display=False)
-    glue(f"{name}_note", Markdown(figure_note(store, name)), display=False)
-    if close:
-        try:
-            import matplotlib.pyplot as plt
-
-            plt.close(fig)
-        except Exception:  # pragma: no cover - not a pyplot figure
-            pass
-
-
-# =========================================================================
 # Pipeline: errors and data types
 # =========================================================================
-
 
 class BookError(Exception):
     """A problem with the book's files, profiles or parameters (exit status 2)."""
@@ -232,7 +70,10 @@ class ParameterError(BookError):
 
 
 class ChapterFailed(BookError):
-    """A chapter's notebook raised during execution."""
+    """A chapter's notebook raised during execution. From :func:`build`, ``runs`` holds
+    every chapter's :class:`ChapterRun`, the ones that succeeded too."""
+
+    runs: list = []
 
 
 class SiteFailed(BookError):
@@ -808,199 +649,6 @@ def run_chapter(
     return run
 
 
-# =========================================================================
-# Pipeline: rendering
-# =========================================================================
-
-_IGNORE = shutil.ignore_patterns("results", "_build", ".ipynb_checkpoints", "__pycache__", "*.pyc",
-                                 ".running-*", "*.failed.ipynb")
-
-
-def _filter_toc(node: Any, drop: set[str]) -> Any:
-    """Remove toc entries whose file is in ``drop`` (and parts left empty)."""
-    if isinstance(node, list):
-        items = [_filter_toc(x, drop) for x in node]
-        return [x for x in items if x is not None]
-    if isinstance(node, dict):
-        if isinstance(node.get("file"), str) and _strip_suffix(node["file"]) in drop:
-            return None
-        out = {}
-        for k, v in node.items():
-            fv = _filter_toc(v, drop)
-            if isinstance(v, list) and k in ("chapters", "sections", "parts") and not fv:
-                if k == "chapters" and "root" not in node:
-                    return None  # a part left without chapters
-                continue
-            out[k] = fv
-        return out
-    return node
-
-
-#: Where the site loads MathJax from when a local copy is available (relative to _static).
-MATHJAX_PATH = "mathjax/tex-mml-chtml.js"
-#: Staging folder copied verbatim into the site root (Sphinx ``html_extra_path``).
-MATHJAX_EXTRA = "_alignbook_extra"
-_MATHJAX_PARTS = ("tex-mml-chtml.js", "a11y", "ui", "input", "adaptors", "sre",
-                  "output/chtml.js", "output/chtml")
-
-
-def _mathjax_source() -> Path | None:
-    """MathJax 3's ``es5`` folder from the ``mathjax`` package installed by
-    django-static-mathjax (a plain copy of MathJax 3.2; Django is not needed)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("mathjax")
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        es5 = Path(loc) / "static" / "mathjax" / "es5"
-        if (es5 / "tex-mml-chtml.js").is_file():
-            return es5
-    return None
-
-
-def _vendor_mathjax(staging: Path) -> bool:
-    """Copy MathJax into the staging tree so the site renders math offline.
-    Not under ``_static``: Jupyter Book would add every .js file found there to
-    every page. Returns False when no local MathJax is installed."""
-    es5 = _mathjax_source()
-    if es5 is None:
-        return False
-    target = staging / MATHJAX_EXTRA / "_static" / Path(MATHJAX_PATH).parent
-    for part in _MATHJAX_PARTS:
-        src, dst = es5 / part, target / part
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst)
-        elif src.is_file():
-            shutil.copy2(src, dst)
-    return True
-
-
-#: Markers in a Markdown page that :func:`render_site` replaces with the scorecard.
-SCORECARD_MARK = "<!-- scorecard: table -->"
-VERDICTS_MARK = "<!-- scorecard: verdicts -->"
-
-
-def profile_claims(book: Book, profile: str, chapters: Sequence[str] | None = None):
-    """The scorecard records of ``profile``: for each chapter, those of the result
-    folders its last ``alignbook build --profile`` used (recorded beside the executed
-    notebook), else the newest of the profile. ``chapters``: default all, in toc order."""
-    from alignlib import claims as _claims
-
-    chapters = list(book.chapters()) if chapters is None else list(chapters)
-    folders = {}
-    for chapter in chapters:
-        executed = book.executed_path(profile, chapter)
-        manifest = executed.with_name(f".{executed.stem}.stores.jsonl")
-        if executed.is_file() and manifest.is_file():
-            entries = [json.loads(line) for line in manifest.read_text(encoding="utf-8").splitlines()
-                       if line.strip()]
-            folders[chapter] = [e["path"] for e in entries if e.get("chapter") == chapter]
-    return _claims.collect_claims(profile, results_folder(book), chapters, folders)
-
-
-def _fill_scorecard(book: Book, staging: Path, profile: str, chapters: Sequence[str]) -> None:
-    """Replace the scorecard markers in the staged Markdown pages with the claims that
-    ``chapters`` (those rendered) recorded for ``profile``."""
-    from alignlib import claims as _claims
-
-    pages = [p for p in staging.rglob("*.md") if "_build" not in p.relative_to(staging).parts]
-    pages = [p for p in pages if SCORECARD_MARK in p.read_text(encoding="utf-8")]
-    if not pages:
-        return
-    found = profile_claims(book, profile, chapters)
-    table = (_claims.scorecard_markdown(found) if found else
-             f"No chapter has recorded claims for the {profile} profile yet.")
-    verdicts = "\n".join(f"- **{v}**: {m}." for v, m in _claims.VERDICT_MEANINGS.items())
-    for page in pages:
-        text = page.read_text(encoding="utf-8")
-        page.write_text(text.replace(SCORECARD_MARK, table).replace(VERDICTS_MARK, verdicts),
-                        encoding="utf-8")
-
-
-def render_site(book: Book, profile: str, echo=print) -> Path:
-    """Render the site from ``_build/executed/<profile>`` with Jupyter Book
-    (``-W --keep-going``: any Sphinx warning fails the build). Chapters with no
-    executed notebook are left out of the rendered table of contents (with a
-    message). Returns the HTML folder ``_build/<profile>/html``."""
-    staging = book.build_dir / "staging" / profile
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
-    top = sorted({Path(doc).parts[0] for doc in book.documents() if len(Path(doc).parts) > 1})
-    for name in top:
-        shutil.copytree(book.root / name, staging / name, ignore=_IGNORE)
-    for doc in book.documents():  # top-level pages
-        if len(Path(doc).parts) == 1:
-            src = book.source(doc)
-            shutil.copy2(src, staging / src.name)
-    missing = []
-    for chapter, nb in book.chapters().items():
-        executed = book.executed_path(profile, chapter)
-        target = staging / nb.relative_to(book.root)
-        if executed.is_file():
-            shutil.copy2(executed, target)
-        else:
-            target.unlink(missing_ok=True)
-            missing.append(_strip_suffix(nb.relative_to(book.root).as_posix()))
-    _fill_scorecard(book, staging, profile,
-                    [c for c in book.chapters() if book.executed_path(profile, c).is_file()])
-    config = dict(book.config)
-    if _vendor_mathjax(staging):
-        sphinx_cfg = dict(config.get("sphinx") or {})
-        sphinx_cfg["config"] = {**(sphinx_cfg.get("config") or {}),
-                                "mathjax_path": MATHJAX_PATH,
-                                "html_extra_path": [MATHJAX_EXTRA]}
-        config["sphinx"] = sphinx_cfg
-        config["exclude_patterns"] = list(config.get("exclude_patterns") or []) + [MATHJAX_EXTRA]
-    else:
-        echo("  note: MathJax is loaded from its CDN (install django-static-mathjax for an offline site)")
-    (staging / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True),
-                                         encoding="utf-8")
-    toc = book.toc
-    if missing:
-        echo("  not executed for this profile, left out of the site: " + ", ".join(missing))
-        toc = _filter_toc(toc, set(missing))
-    (staging / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False), encoding="utf-8")
-
-    cmd = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()",
-           "build", str(staging), "--all", "-W", "--keep-going", "--builder", "html"]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=staging)
-    seconds = time.perf_counter() - t0
-    log = book.build_dir / profile / "jupyter-book.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    log.write_text(proc.stdout + "\n" + proc.stderr, encoding="utf-8")
-    if proc.returncode != 0:
-        problems = [line for line in (proc.stdout + proc.stderr).splitlines()
-                    if "WARNING" in line or "ERROR" in line or "Error" in line]
-        detail = "\n".join(problems[-40:]) or (proc.stdout + proc.stderr)[-4000:]
-        raise SiteFailed(f"Jupyter Book failed (warnings are errors); full log: {log}\n{detail}")
-    html = book.html_dir(profile)
-    if html.exists():
-        shutil.rmtree(html)
-    shutil.move(str(staging / "_build" / "html"), str(html))
-    echo(f"  {'site':<16} {'ok':<6} {seconds:8.1f} s  -> {html}")
-    _link_latest(book, profile, echo)
-    return html
-
-
-def _link_latest(book: Book, profile: str, echo=print) -> None:
-    """Point ``_build/html`` (a symbolic link) at the site built last, so that
-    ``_build/html/index.html`` always opens the latest build. Leaves a real
-    ``_build/html`` folder (e.g. from a plain ``jupyter-book build``) alone."""
-    link = book.build_dir / "html"
-    target = Path(profile) / "html"
-    try:
-        if link.is_symlink():
-            link.unlink()
-        elif link.exists():
-            echo(f"  note: {link} is not a link made by alignbook; left as it is")
-            return
-        link.symlink_to(target, target_is_directory=True)
-    except OSError as exc:  # e.g. no symlinks on this filesystem
-        echo(f"  note: could not link {link} -> {target}: {exc}")
-
-
 def build(
     book: Book,
     profile: str = "cpu",
@@ -1044,133 +692,11 @@ def build(
                                 json.dumps(timings, indent=2) + "\n")
     failed = [r for r in runs if not r.ok]
     if failed:
-        raise ChapterFailed("\n".join(r.failure_message() for r in failed))
+        error = ChapterFailed("\n".join(r.failure_message() for r in failed))
+        error.runs = runs  # every chapter's run, the ones that succeeded too
+        raise error
     echo(f"  {'(chapters)':<16} {'':<6} {time.perf_counter() - t0:8.1f} s")
+    from alignbook.site import render_site
+
     html = render_site(book, profile, echo) if site else None
     return runs, html
-
-
-# =========================================================================
-# A new chapter
-# =========================================================================
-
-_TEMPLATE_CELLS: list[tuple[str, list[str], str]] = [
-    ("markdown", [], """\
-# {title}
-
-What this chapter shows, in two or three sentences, and which claim of the paper it
-checks. What it needs: the profile it was published with and how long it takes."""),
-    ("code", ["parameters"], """\
-profile = "cpu"  # set by alignbook: tiny, cpu or gpu (book/profiles.yml)
-widths = [8, 16, 32, 64]  # hidden-layer widths
-lr = 1.0  # learning rate
-seed = 0  # random seed"""),
-    ("code", [], """\
-import matplotlib.pyplot as plt
-import numpy as np
-import pandas as pd
-
-from alignlib.book import glue_figure, glue_number, glue_text
-from alignlib.results import ResultStore
-
-# every parameter that changes a number, i.e. all of them except `profile`
-store = ResultStore("{chapter}", profile, dict(widths=widths, lr=lr, seed=seed))
-glue_text("profile", profile)"""),
-    ("code", [], """\
-def run_width_sweep() -> pd.DataFrame:
-    \"\"\"One row per (experiment, rule, width, lr, seed, epoch, metric).\"\"\"
-    rng = np.random.default_rng(seed)
-    rows = []
-    for width in widths:
-        value = width ** -0.5 * (1 + 0.05 * rng.normal())  # replace with a call into alignlib
-        rows.append(dict(experiment="width_sweep", rule="backprop", width=width, lr=lr,
-                         seed=seed, epoch=0, metric="relative_weight_change", value=value))
-    return pd.DataFrame(rows)
-
-
-sweep = store.cached("width_sweep", run_width_sweep)  # reused when these parameters ran before
-sweep.head()"""),
-    ("code", [], """\
-slope = np.polyfit(np.log(sweep.width), np.log(sweep.value), 1)[0]
-glue_number("width_sweep_slope", slope, ".2f")
-
-fig, ax = plt.subplots(figsize=(5, 3.5))
-ax.loglog(sweep.width, sweep.value, "o-", label="backprop")
-ax.set_xlabel("width $n$")
-ax.set_ylabel("relative weight change")
-ax.legend()
-glue_figure(store, "width_sweep", fig)  # saves PNG + PDF with provenance, glues both keys"""),
-    ("markdown", [], """\
-The relative weight change falls with width with a fitted slope of
-{{glue:text}}`width_sweep_slope` on log-log axes ({{numref}}`fig-{chapter}-width-sweep`).
-
-:::{{glue:figure}} width_sweep
-:name: fig-{chapter}-width-sweep
-:alt: Relative weight change against width, log-log axes
-
-Relative weight change against width. {{glue:md}}`width_sweep_note`
-:::"""),
-    ("markdown", [], """\
-## Summary
-
-What the chapter found, in a few sentences, with the glued numbers. This page was
-built with the {{glue:text}}`profile` profile."""),
-]
-
-
-def new_chapter_notebook(path: str | os.PathLike, chapter: str, title: str) -> Path:
-    """Write a chapter notebook from the template: title cell, ``parameters``
-    cell (with ``profile``), a ResultStore, a cached tidy table, a glued number,
-    a glued figure with label, alt text, caption and reproduce note, and a summary.
-    Refuses to overwrite an existing file."""
-    import nbformat
-
-    path = Path(path)
-    if path.exists():
-        raise BookError(f"{path} exists; not overwriting it")
-    if not chapter.isidentifier():
-        raise BookError(f"chapter names must be identifiers (letters, digits, _), got {chapter!r}")
-    nb = nbformat.v4.new_notebook()
-    nb.metadata.kernelspec = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
-                              "language": "python"}
-    nb.metadata.language_info = {"name": "python"}
-    for kind, tags, text in _TEMPLATE_CELLS:
-        source = text.format(title=title, chapter=chapter)
-        cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
-        if tags:
-            cell.metadata.tags = list(tags)
-        nb.cells.append(cell)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, path)
-    return path
-
-
-# =========================================================================
-# Sphinx extension (listed in _config.yml under sphinx.extra_extensions)
-# =========================================================================
-
-
-def _dedupe_scripts(app, pagename, templatename, context, doctree) -> None:
-    """Drop repeated inline ``<script>`` blocks. sphinx-thebe 0.3 registers its
-    configuration script (``const THEBE_JS_URL = ...``) after the builder has
-    started, so Sphinx 7 emits it twice and the browser raises "Identifier
-    'THEBE_JS_URL' has already been declared" on every page."""
-    scripts = context.get("script_files")
-    if not isinstance(scripts, list):
-        return
-    seen, kept = set(), []
-    for js in scripts:
-        attributes = getattr(js, "attributes", {}) or {}
-        key = (os.fspath(getattr(js, "filename", None) or ""),
-               tuple(sorted((k, str(v)) for k, v in attributes.items())))
-        if key in seen:
-            continue
-        seen.add(key)
-        kept.append(js)
-    context["script_files"] = kept
-
-
-def setup(app) -> dict[str, Any]:
-    """Sphinx entry point: small fixes to the rendered pages."""
-    app.connect("html-page-context", _dedupe_scripts)
-    return {"parallel_read_safe": True, "parallel_write_safe": True}

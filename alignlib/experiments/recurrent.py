@@ -908,9 +908,9 @@ def timing_summary(timing: pd.DataFrame, epochs_total: int = AUTHORS_SETTING["ep
 
 
 def markdown_table(table: pd.DataFrame, formats: dict | None = None, default: str = ".3g") -> str:
-    """A DataFrame as a Markdown pipe table (see :func:`alignlib.benchmarks.markdown_table`);
+    """A DataFrame as a Markdown pipe table (see :func:`alignlib.experiments.feedforward.markdown_table`);
     numbers default to 3 significant digits here."""
-    from alignlib.benchmarks import markdown_table as _markdown_table
+    from alignlib.experiments.feedforward import markdown_table as _markdown_table
 
     return _markdown_table(table, formats, default)
 

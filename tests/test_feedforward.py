@@ -1,29 +1,23 @@
-"""Tests for alignlib.benchmarks: the sweeps behind the rules, low-data and ImageNet
+"""Tests for alignlib.experiments.feedforward: the sweeps behind the rules, low-data and ImageNet
 chapters, their statistics, and the gpu profiles' data paths on small fake files."""
 
 from __future__ import annotations
 
 import math
-import re
-import sys
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fakedata import fake_imagenet32, fake_kmnist
+from helpers import REPO, figure_names, glued
 
-from alignlib import benchmarks as bench
-from alignlib import book as B
+import alignbook as B
+from alignbook.scorecard import collect_claims
+from alignlib.experiments import feedforward as ff
 from alignlib import claims
 from alignlib.data import load_digits
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fakedata import fake_cifar10, fake_imagenet32, fake_kmnist  # noqa: E402
-from glue_records import glued  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 T_975_2 = 4.302652729911275  # Student-t quantile t_{0.975} with 2 degrees of freedom
 
 
@@ -41,22 +35,22 @@ def final_table(rows):
 
 
 def test_t_interval_matches_the_formula_and_contains_the_mean():
-    mean, low, high = bench.t_interval([1.0, 2.0, 3.0])
+    mean, low, high = ff.t_interval([1.0, 2.0, 3.0])
     assert mean == 2.0
     half = T_975_2 * 1.0 / math.sqrt(3)
     assert low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
-    m, lo, hi = bench.t_interval([0.5, 0.52, 0.47, 0.55, 0.49], 0.9)
+    m, lo, hi = ff.t_interval([0.5, 0.52, 0.47, 0.55, 0.49], 0.9)
     assert lo < m < hi
-    assert bench.t_interval([0.3])[0] == 0.3 and math.isnan(bench.t_interval([0.3])[1])
-    assert all(math.isnan(v) for v in bench.t_interval([]))
+    assert ff.t_interval([0.3])[0] == 0.3 and math.isnan(ff.t_interval([0.3])[1])
+    assert all(math.isnan(v) for v in ff.t_interval([]))
     with pytest.raises(ValueError, match="confidence"):
-        bench.t_interval([1, 2], confidence=1.5)
+        ff.t_interval([1, 2], confidence=1.5)
 
 
 def test_summarise_leaves_diverged_runs_out_and_brackets_the_mean():
     table = final_table([("bp", 8, 1.0, s, v) for s, v in enumerate([0.6, 0.7, 0.8])]
                         + [("bp", 8, 5.0, 0, 0.9), ("bp", 8, 5.0, 1, 0.1, True), ("bp", 8, 5.0, 2, 0.8)])
-    s = bench.summarise(table, ["rule", "width", "lr"]).set_index("lr")
+    s = ff.summarise(table, ["rule", "width", "lr"]).set_index("lr")
     assert list(s.columns) == ["rule", "width", "n", "n_diverged", "mean", "sd", "ci_low", "ci_high"]
     assert s.loc[1.0, "mean"] == pytest.approx(0.7) and s.loc[1.0, "n"] == 3
     assert s.loc[1.0, "ci_low"] < s.loc[1.0, "mean"] < s.loc[1.0, "ci_high"]
@@ -74,11 +68,11 @@ def test_final_values_takes_each_runs_last_epoch():
         rows.append(dict(rule="a", lr=9.0, seed=0, epoch=epoch, metric="heldout_accuracy", value=v,
                          diverged=epoch == 1))
     rows.append(dict(rule="a", lr=1.0, seed=0, epoch=2, metric="train_loss", value=3.0, diverged=False))
-    final = bench.final_values(pd.DataFrame(rows)).set_index("lr")
+    final = ff.final_values(pd.DataFrame(rows)).set_index("lr")
     assert final.loc[1.0, "value"] == 0.7 and final.loc[1.0, "epoch"] == 2
     assert final.loc[9.0, "value"] == 0.2 and bool(final.loc[9.0, "diverged"])
     with pytest.raises(ValueError, match="no rows with metric 'accuracy'"):
-        bench.final_values(pd.DataFrame(rows), "accuracy")
+        ff.final_values(pd.DataFrame(rows), "accuracy")
 
 
 def test_best_lr_picks_the_best_mean_among_finite_learning_rates():
@@ -92,19 +86,19 @@ def test_best_lr_picks_the_best_mean_among_finite_learning_rates():
         # another rule, every learning rate diverged somewhere
         + [("fa", 8, 1.0, 0, 0.3, True), ("fa", 8, 1.0, 1, 0.2)])
     before = table.copy()
-    best = bench.best_lr(table, ["rule", "width"]).set_index(["rule", "width"])
+    best = ff.best_lr(table, ["rule", "width"]).set_index(["rule", "width"])
     assert best.loc[("bp", 8), "lr"] == 2.0 and best.loc[("bp", 8), "mean"] == pytest.approx(0.61)
     assert best.loc[("bp", 8), "n_lrs"] == 3
     assert best.loc[("bp", 16), "lr"] == 1.0
     assert math.isnan(best.loc[("fa", 8), "lr"]) and math.isnan(best.loc[("fa", 8), "mean"])
     pd.testing.assert_frame_equal(table, before)  # every learning rate stays in the data
     # the same answer from a summary table
-    summary = bench.summarise(table, ["rule", "width", "lr"])
-    assert bench.best_lr(summary, ["rule", "width"]).lr.tolist()[:2] == [2.0, 1.0]
+    summary = ff.summarise(table, ["rule", "width", "lr"])
+    assert ff.best_lr(summary, ["rule", "width"]).lr.tolist()[:2] == [2.0, 1.0]
     with pytest.raises(ValueError, match="must not contain 'lr'"):
-        bench.best_lr(table, ["rule", "lr"])
+        ff.best_lr(table, ["rule", "lr"])
     with pytest.raises(ValueError, match="column"):
-        bench.best_lr(table.drop(columns="rule"), ["rule", "width"])
+        ff.best_lr(table.drop(columns="rule"), ["rule", "width"])
 
 
 def test_gap_to_reference_pairs_seeds_at_each_rules_best_lr():
@@ -113,7 +107,7 @@ def test_gap_to_reference_pairs_seeds_at_each_rules_best_lr():
         + [("backprop", 8, 5.0, s, v) for s, v in enumerate([0.10, 0.10, 0.10])]
         + [("align_ada", 8, 5.0, s, v) for s, v in enumerate([0.78, 0.66, 0.89])]
         + [("align_ada", 8, 1.0, s, v) for s, v in enumerate([0.50, 0.50, 0.50])])
-    gaps = bench.gap_to_reference(table, "backprop", ["width"])
+    gaps = ff.gap_to_reference(table, "backprop", ["width"])
     assert len(gaps) == 1
     g = gaps.iloc[0]
     assert g.rule == "align_ada" and g.lr == 5.0 and g.reference_lr == 1.0
@@ -124,7 +118,7 @@ def test_gap_to_reference_pairs_seeds_at_each_rules_best_lr():
     # paired: much narrower than an unpaired interval of the two accuracies
     assert g.ci_high - g.ci_low < 0.1
     with pytest.raises(ValueError, match="reference rule 'dfa'"):
-        bench.gap_to_reference(table, "dfa")
+        ff.gap_to_reference(table, "dfa")
 
 
 def test_epoch_seconds_skips_the_compiling_epoch():
@@ -135,33 +129,33 @@ def test_epoch_seconds_skips_the_compiling_epoch():
                 for lr in (1.0, 2.0):
                     rows.append(dict(rule=rule, width=8, lr=lr, seed=seed, epoch=epoch, metric="seconds",
                                      value=s, diverged=False, runs_in_call=4))
-    t = bench.epoch_seconds(pd.DataFrame(rows)).set_index("rule")
+    t = ff.epoch_seconds(pd.DataFrame(rows)).set_index("rule")
     assert t.loc["backprop", "seconds_per_epoch"] == pytest.approx(1.1)
     assert t.loc["backprop", "seconds_per_run"] == pytest.approx(1.1 / 4)
     assert t.loc["align_zero", "ratio_to_reference"] == pytest.approx(2.2 / 1.1)
     one_epoch = pd.DataFrame(rows).query("epoch == 1")
     with pytest.raises(ValueError, match="at least 2 epochs"):
-        bench.epoch_seconds(one_epoch)
+        ff.epoch_seconds(one_epoch)
 
 
 def test_batch_sizes_follow_the_authors():
-    assert [bench.authors_batch_size(n) for n in (45, 150, 450, 1500, 4500, 15000, 45000)] == \
+    assert [ff.authors_batch_size(n) for n in (45, 150, 450, 1500, 4500, 15000, 45000)] == \
         [45, 50, 50, 100, 100, 100, 100]
-    assert [bench.low_data_epochs(n, 20, 150) for n in (45, 150, 450, 1500)] == [150, 50, 20, 20]
-    assert bench.low_data_epochs(45, 150, 0) == 150  # the authors: same epochs for every size
-    assert bench.conv_feature_sizes(224, [4, 2, 1, 2, 1, 2, 1]) == [56, 28, 28, 14, 14, 7, 7]
-    assert bench.conv_feature_sizes(32, [1, 2, 1, 2, 1, 2, 1]) == [32, 16, 16, 8, 8, 4, 4]
+    assert [ff.low_data_epochs(n, 20, 150) for n in (45, 150, 450, 1500)] == [150, 50, 20, 20]
+    assert ff.low_data_epochs(45, 150, 0) == 150  # the authors: same epochs for every size
+    assert ff.conv_feature_sizes(224, [4, 2, 1, 2, 1, 2, 1]) == [56, 28, 28, 14, 14, 7, 7]
+    assert ff.conv_feature_sizes(32, [1, 2, 1, 2, 1, 2, 1]) == [32, 16, 16, 8, 8, 4, 4]
 
 
 def test_format_and_markdown_helpers():
-    assert bench.format_ci(0.8734, 0.85, 0.9) == "0.873 [0.850, 0.900]"
-    assert bench.format_ci(-0.021, -0.03, -0.01, "+.1f", 100) == "-2.1 [-3.0, -1.0]"
-    assert bench.format_ci(float("nan"), 0, 1) == "–"
-    md = bench.markdown_table(pd.DataFrame({"rule": ["a"], "width": [8], "acc": [0.51234]}),
+    assert ff.format_ci(0.8734, 0.85, 0.9) == "0.873 [0.850, 0.900]"
+    assert ff.format_ci(-0.021, -0.03, -0.01, "+.1f", 100) == "-2.1 [-3.0, -1.0]"
+    assert ff.format_ci(float("nan"), 0, 1) == "–"
+    md = ff.markdown_table(pd.DataFrame({"rule": ["a"], "width": [8], "acc": [0.51234]}),
                               formats={"width": "d"})
     assert md.splitlines() == ["| rule | width | acc |", "|---|---|---|", "| a | 8 | 0.512 |"]
     t = final_table([("a", 8, 0.05, 0, 1.0), ("a", 8, 0.1, 0, 1.0), ("a", 8, 5.0, 0, 1.0)])
-    assert bench.select_lrs(t, [0.1, 5]).lr.tolist() == [0.1, 5.0]
+    assert ff.select_lrs(t, [0.1, 5]).lr.tolist() == [0.1, 5.0]
 
 
 # --------------------------------------------------------------------------- argument errors
@@ -188,18 +182,18 @@ def test_width_sweep_rejects_bad_arguments_before_training(small_digits, kwargs,
     args = dict(arch="mlp", widths=[8], rules=["backprop"], lrs=[1.0], seeds=[0], epochs=1)
     args.update(kwargs)
     with pytest.raises(ValueError, match=message):
-        bench.width_sweep(small_digits, **args)
+        ff.width_sweep(small_digits, **args)
 
 
 def test_data_and_model_errors():
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
-        bench.load_benchmark_data("mnist")
+        ff.load_benchmark_data("mnist")
     with pytest.raises(ValueError, match="needs images"):
-        bench.model_factory("convnet", (64,), 10, 8)
+        ff.model_factory("convnet", (64,), 10, 8)
     with pytest.raises(ValueError, match="parameterization"):
-        bench.model_factory("mlp", (64,), 10, 8, parameterization="mup")
+        ff.model_factory("mlp", (64,), 10, 8, parameterization="mup")
     with pytest.raises(ValueError, match="returned 100 training examples, expected 45"):
-        bench.low_data_sweep(lambda n: load_digits(n_train=100), [45], width=8, arch="mlp",
+        ff.low_data_sweep(lambda n: load_digits(n_train=100), [45], width=8, arch="mlp",
                              rules=["backprop"], lrs=[1.0], seeds=[0], epochs=1)
 
 
@@ -207,10 +201,10 @@ def test_data_and_model_errors():
 
 
 def test_tiny_width_sweep_shapes_and_shared_initialisation(small_digits):
-    table = bench.width_sweep(small_digits, arch="mlp", widths=[8, 16], rules=["backprop", "align_zero"],
+    table = ff.width_sweep(small_digits, arch="mlp", widths=[8, 16], rules=["backprop", "align_zero"],
                               lrs=[1.0, 5.0], lrs_by_width={16: [0.5, 1.0, 5.0]}, seeds=[0, 1],
                               epochs=2)
-    assert list(table.columns)[:10] == list(bench.RUN_KEYS)
+    assert list(table.columns)[:10] == list(ff.RUN_KEYS)
     assert set(table.metric) == {"train_loss", "heldout_loss", "heldout_accuracy", "seconds"}
     runs = table.groupby(["rule", "width"]).apply(lambda g: g[["lr", "seed"]].drop_duplicates().shape[0])
     assert runs.to_dict() == {("align_zero", 8): 4, ("align_zero", 16): 6, ("backprop", 8): 4,
@@ -224,40 +218,40 @@ def test_tiny_width_sweep_shapes_and_shared_initialisation(small_digits):
     # all 200 training examples, all 297 held-out ones, in the default float32
     assert (table.n_train == 200).all() and (table.dataset == "digits").all()
     # backprop and Align-zero take identical first steps: after one epoch they are close
-    best = bench.best_lr(table, ["rule", "width"])
+    best = ff.best_lr(table, ["rule", "width"])
     assert set(best.columns) >= {"rule", "width", "lr", "mean", "ci_low", "ci_high", "n_lrs"}
-    assert bench.lr_sweep(small_digits, arch="mlp", widths=[8], rules=["readout"], lrs=[1.0],
+    assert ff.lr_sweep(small_digits, arch="mlp", widths=[8], rules=["readout"], lrs=[1.0],
                           seeds=[0], epochs=1).experiment.unique().tolist() == ["lr_sweep"]
 
 
 def test_low_data_sweep_uses_the_authors_batches(small_digits):
     def load(n):
-        return bench.load_benchmark_data("digits", n_train=n)
+        return ff.load_benchmark_data("digits", n_train=n)
 
-    table = bench.low_data_sweep(load, [45, 150], width=8, arch="mlp", rules=["backprop"],
+    table = ff.low_data_sweep(load, [45, 150], width=8, arch="mlp", rules=["backprop"],
                                  lrs=[5.0], seeds=[0, 1], epochs=1, min_steps=4)
     by_n = table.groupby("n_train").agg(batch=("batch_size", "first"), epochs=("epoch", "max"))
     assert by_n.to_dict("index") == {45: {"batch": 45, "epochs": 4}, 150: {"batch": 50, "epochs": 2}}
-    margins = bench.gap_to_reference(pd.concat([table, table.assign(rule="align_ada")]), "backprop",
+    margins = ff.gap_to_reference(pd.concat([table, table.assign(rule="align_ada")]), "backprop",
                                      ["n_train"])
     assert np.allclose(margins.gap, 0)  # a rule compared with an identical copy of itself
 
 
 def test_adam_in_the_standard_parameterisation_runs():
-    table = bench.width_sweep(load_digits(), arch="mlp", widths=[32], rules=["align_ada"], lrs=[0.01],
+    table = ff.width_sweep(load_digits(), arch="mlp", widths=[32], rules=["align_ada"], lrs=[0.01],
                               seeds=[0], epochs=2, optimizer="adam", parameterization="standard")
     assert set(table.optimizer) == {"adam"} and set(table.parameterization) == {"standard"}
-    acc = bench.final_values(table).value.iloc[0]
+    acc = ff.final_values(table).value.iloc[0]
     assert acc > 0.3  # well above chance (0.1) and the initial 0.11 after 30 Adam steps
 
 
 def test_synthetic_stand_in_has_the_imagenet_shape():
-    data = bench.synthetic_dataset((32, 32, 3), 1000, n_train=20, n_test=10, target_offset=0.0)
+    data = ff.synthetic_dataset((32, 32, 3), 1000, n_train=20, n_test=10, target_offset=0.0)
     assert data.x_train.shape == (20, 32, 32, 3) and data.x_train.dtype == np.float32
     assert data.y_train.shape == (20, 1000) and data.n_outputs == 1000
     assert np.allclose(data.y_train.sum(axis=1), 1.0)  # plain one-hot
     assert 0 <= data.x_train.min() and data.x_train.max() <= 1
-    shifted = bench.with_target_offset(data, 0.1)
+    shifted = ff.with_target_offset(data, 0.1)
     assert np.allclose(shifted.y_train.max(axis=1), 0.9) and np.allclose(shifted.y_train.min(axis=1), -0.1)
 
 
@@ -275,18 +269,18 @@ def test_rules_gpu_profile_path_on_fake_kmnist_files(tmp_path):
     p = gpu_profile("rules")
     assert p["dataset"] == "kmnist" and p["arch"] == "convnet"
     sums = fake_kmnist(tmp_path / "kmnist", 260)
-    data = bench.load_benchmark_data(p["dataset"], cache_dir=tmp_path / "kmnist", checksums=sums,
+    data = ff.load_benchmark_data(p["dataset"], cache_dir=tmp_path / "kmnist", checksums=sums,
                                      holdout=60)
     assert data.x_train.shape == (200, 28, 28, 1) and data.n_test == 60
-    table = bench.width_sweep(data, arch=p["arch"], widths=[2], rules=p["rules"][:1], lrs=p["lrs"][:2],
+    table = ff.width_sweep(data, arch=p["arch"], widths=[2], rules=p["rules"][:1], lrs=p["lrs"][:2],
                               seeds=p["seeds"][:2], epochs=2, strides=p["strides"],
                               seeds_per_call=p["seeds_per_call"] or None)
     assert table.runs_in_call.max() == 2 * min(p["seeds_per_call"] or 2, 2)
-    assert np.isfinite(bench.final_values(table, "train_loss").value).all()
-    adam = bench.width_sweep(data, arch=p["arch"], widths=[2], rules=["align_zero"], lrs=p["adam_lrs"][:1],
+    assert np.isfinite(ff.final_values(table, "train_loss").value).all()
+    adam = ff.width_sweep(data, arch=p["arch"], widths=[2], rules=["align_zero"], lrs=p["adam_lrs"][:1],
                              seeds=[0], epochs=1, strides=p["strides"], optimizer="adam",
                              parameterization="standard")
-    assert len(bench.final_values(adam)) == 1
+    assert len(ff.final_values(adam)) == 1
 
 
 @pytest.mark.slow
@@ -294,21 +288,21 @@ def test_imagenet_gpu_profile_path_on_fake_imagenet32_files(tmp_path):
     p = gpu_profile("imagenet")
     assert p["dataset"] == "imagenet32" and p["width"] == 512 and p["target_offset"] == 0
     sums = fake_imagenet32(tmp_path / "imnet", per_batch=12, n_val=20)
-    data = bench.load_benchmark_data(p["dataset"], n_train=100, cache_dir=tmp_path / "imnet",
+    data = ff.load_benchmark_data(p["dataset"], n_train=100, cache_dir=tmp_path / "imnet",
                                      checksums=sums, target_offset=p["target_offset"])
     assert data.x_train.shape == (100, 32, 32, 3) and data.n_test == 20 and data.n_outputs == 1000
     assert np.allclose(data.y_train.sum(axis=1), 1.0)
-    table = bench.width_sweep(data, arch="convnet", widths=[2], rules=p["rules"][:1], lrs=p["lrs"],
+    table = ff.width_sweep(data, arch="convnet", widths=[2], rules=p["rules"][:1], lrs=p["lrs"],
                               seeds=p["seeds"], epochs=1, strides=p["strides"], batch_size=20)
-    assert np.isfinite(bench.final_values(table, "train_loss").value).all()
+    assert np.isfinite(ff.final_values(table, "train_loss").value).all()
 
 
 # --------------------------------------------------------------------------- the chapters
 
 
 @pytest.mark.slow
-def test_rules_chapter_runs_in_tiny_profile_and_records_its_claims(tmp_path, monkeypatch):
-    values, found = run_for_claims("rules", tmp_path, monkeypatch)
+def test_rules_chapter_runs_in_tiny_profile_and_records_its_claims(tiny_book):
+    values, found = run_for_claims("rules", tiny_book)
     assert set(found) == {"align-within-few-points", "align-beats-feedback-alignment",
                           "gap-shrinks-with-width"}
     assert values["profile"] == "tiny"
@@ -322,20 +316,21 @@ def test_rules_chapter_runs_in_tiny_profile_and_records_its_claims(tmp_path, mon
 # --------------------------------------------------------------------------- the chapters' claims
 
 
-def figure_names(chapter: str) -> set[str]:
-    nb = nbformat.read(REPO / "book" / f"{chapter}.ipynb", as_version=4)
-    return {n for c in nb.cells if c.cell_type == "markdown" for n in re.findall(r":name: (\S+)", c.source)}
-
-
-def run_for_claims(chapter, tmp_path, monkeypatch, overrides=()):
-    """Run ``chapter`` in the tiny profile; its glued values and its claims, whose
-    verdicts must be the library's words, glued as the page shows them, and whose figures
-    must be figures of the chapter."""
-    monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
-    run = B.run_chapter(B.Book(REPO), chapter, "tiny", overrides, recompute=True, echo=lambda *a: None)
-    assert run.ok, run.failure_message()
-    values = glued(run.output)
-    found = claims.collect_claims("tiny", tmp_path / "results", [chapter])
+def run_for_claims(chapter, tiny_book, tmp_path=None, monkeypatch=None, overrides=()):
+    """``chapter`` in the tiny profile (the session's run, or a new one with
+    ``overrides``); its glued values and its claims, whose verdicts must be the library's
+    words, glued as the page shows them, and whose figures must be figures of the chapter."""
+    if overrides:
+        monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
+        monkeypatch.setenv(B.BUILD_ENV, str(tmp_path / "build"))
+        run = B.run_chapter(B.Book(REPO), chapter, "tiny", overrides, recompute=True, echo=lambda *a: None)
+        assert run.ok, run.failure_message()
+        values = glued(run.output)
+        found = collect_claims("tiny", tmp_path / "results", [chapter])
+    else:
+        executed = tiny_book.chapter(chapter)
+        values = executed.glued()
+        found = list(executed.claims().values())
     assert found, f"{chapter} recorded no claims"
     names = figure_names(chapter)
     for c in found:
@@ -354,8 +349,8 @@ THEORY_SLOPE_CLAIMS = {"lazy-first-layer", "lazy-readout", "lazy-hidden-layer", 
 
 
 @pytest.mark.slow
-def test_theory_chapter_with_two_widths_fits_no_slope(tmp_path, monkeypatch):
-    _, found = run_for_claims("theory", tmp_path, monkeypatch)
+def test_theory_chapter_with_two_widths_fits_no_slope(tiny_book):
+    _, found = run_for_claims("theory", tiny_book)
     assert set(found) == THEORY_SLOPE_CLAIMS | {"layerwise-alignment", "layerwise-control"}
     for name in THEORY_SLOPE_CLAIMS:  # the tiny profile has two widths
         assert found[name].verdict == claims.NOT_TESTED, found[name]
@@ -365,8 +360,8 @@ def test_theory_chapter_with_two_widths_fits_no_slope(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_theory_chapter_judges_slopes_from_three_widths(tmp_path, monkeypatch):
-    values, found = run_for_claims("theory", tmp_path, monkeypatch, [("widths", "[16, 32, 64]")])
+def test_theory_chapter_judges_slopes_from_three_widths(tiny_book, tmp_path, monkeypatch):
+    values, found = run_for_claims("theory", tiny_book, tmp_path, monkeypatch, [("widths", "[16, 32, 64]")])
     for name in THEORY_SLOPE_CLAIMS:
         c = found[name]
         assert c.verdict != claims.NOT_TESTED, c
@@ -378,8 +373,8 @@ def test_theory_chapter_judges_slopes_from_three_widths(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_imagenet_smoke_test_does_not_judge_the_claims(tmp_path, monkeypatch):
-    values, found = run_for_claims("imagenet", tmp_path, monkeypatch)
+def test_imagenet_smoke_test_does_not_judge_the_claims(tiny_book):
+    values, found = run_for_claims("imagenet", tiny_book)
     assert values["smoke_ok"] == "finished with finite losses"
     assert "numbers mean nothing" in values["kind"]
     assert set(found) == {"align-close-to-backprop", "align-beats-feedback"}
@@ -387,9 +382,9 @@ def test_imagenet_smoke_test_does_not_judge_the_claims(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_imagenet_chapter_judges_the_claims_on_imagenet32_files(tmp_path, monkeypatch):
+def test_imagenet_chapter_judges_the_claims_on_imagenet32_files(tiny_book, tmp_path, monkeypatch):
     fake_imagenet32(tmp_path / "imnet", per_batch=12, n_val=20)
-    _, found = run_for_claims("imagenet", tmp_path, monkeypatch, [
+    _, found = run_for_claims("imagenet", tiny_book, tmp_path, monkeypatch, [
         ("dataset", "imagenet32"), ("data_dir", str(tmp_path / "imnet")),
         ("rules", "[backprop, align_zero, fa]"), ("seeds", "[0, 1]")])
     for c in found.values():

@@ -1,11 +1,8 @@
-"""Tests for alignlib.layerwise: exact conv scores from tap Grams, layer scores of trained
+"""Tests for alignlib.experiments.layer_alignment: exact conv scores from tap Grams, layer scores of trained
 networks, the shuffled control, the probe estimator, the width sweep, the gpu profile's
 data path (fake KMNIST / CIFAR-10 files) and the alignment chapter itself."""
 
 from __future__ import annotations
-
-import sys
-from pathlib import Path
 
 import equinox as eqx
 import jax
@@ -15,19 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from fakedata import fake_cifar10, fake_kmnist
+from helpers import REPO
 
 import alignlib as al
 from alignlib import claims
-from alignlib import layerwise as lw
+from alignlib.experiments import layer_alignment as la
 from alignlib.alignment import alignment_score
 from alignlib.data import load_digits
-from alignlib.rules import mse
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fakedata import fake_cifar10, fake_kmnist  # noqa: E402
-from glue_records import glued  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def stacked(model):
@@ -66,16 +58,16 @@ def test_conv_score_from_tap_counts_is_exact(case, form):
     rng = np.random.default_rng(hash(case) % 2**32)
     a = rng.standard_normal((k, k, ci, co))
     b = a + 0.7 * rng.standard_normal((k, k, ci, co)) * np.exp(-np.arange(co))
-    geo = lw.LayerGeometry("conv", "conv", a.shape, (H, W, ci), s, pad)
+    geo = la.LayerGeometry("conv", "conv", a.shape, (H, W, ci), s, pad)
     with jax.enable_x64(True):
         expected = alignment_score(a, b, input_shape=(H, W, ci), stride=s, padding=pad)
-        got = float(lw.exact_alignments([jnp.asarray(a)], jnp.asarray(b), geo, conv_form=form)[0])
+        got = float(la.exact_alignments([jnp.asarray(a)], jnp.asarray(b), geo, conv_form=form)[0])
         # the three Frobenius sums themselves, against the explicit Gram matrices
         from alignlib.alignment import gram
 
         ga = np.asarray(gram(a, input_shape=(H, W, ci), stride=s, padding=pad))
         gb = np.asarray(gram(b, input_shape=(H, W, ci), stride=s, padding=pad))
-        sums = np.asarray(lw.gram_inner_products(jnp.asarray(a), jnp.asarray(b), geo,
+        sums = np.asarray(la.gram_inner_products(jnp.asarray(a), jnp.asarray(b), geo,
                                                  conv_form=form))
     assert got == pytest.approx(expected, abs=1e-12)
     np.testing.assert_allclose(sums, [np.sum(ga * gb), np.sum(ga * ga), np.sum(gb * gb)],
@@ -83,18 +75,18 @@ def test_conv_score_from_tap_counts_is_exact(case, form):
 
 
 def test_conv_form_choice_prefers_the_cheaper_exact_evaluation():
-    stride1 = lw.conv_tap_counts((8, 8), (3, 3), 1)
-    stride2 = lw.conv_tap_counts((8, 8), (3, 3), 2)
+    stride1 = la.conv_tap_counts((8, 8), (3, 3), 1)
+    stride2 = la.conv_tap_counts((8, 8), (3, 3), 2)
     assert stride1.shape == (9, 9, 9, 9)
     # stride 2 uses only the tap pairs whose offset is even: 5 per axis, 25 of 81
-    assert len(lw._conv_form(stride2, 64, 64, 2, force="pairs").pair_i) == 25
-    assert lw._conv_form(stride2, 256, 256, 2).name == "pairs"
-    assert lw._conv_form(stride1, 256, 256, 2).name == "taps"
-    assert lw._conv_form(stride1, 1, 256, 2).name == "taps"  # a first layer: c_in = 1
+    assert len(la._conv_form(stride2, 64, 64, 2, force="pairs").pair_i) == 25
+    assert la._conv_form(stride2, 256, 256, 2).name == "pairs"
+    assert la._conv_form(stride1, 256, 256, 2).name == "taps"
+    assert la._conv_form(stride1, 1, 256, 2).name == "taps"  # a first layer: c_in = 1
     with pytest.raises(ValueError, match="stride"):
-        lw.conv_tap_counts((8, 8), (3, 3), 0)
+        la.conv_tap_counts((8, 8), (3, 3), 0)
     with pytest.raises(ValueError, match="padding"):
-        lw.conv_tap_counts((8, 8), (3, 3), 1, "FULL")
+        la.conv_tap_counts((8, 8), (3, 3), 1, "FULL")
 
 
 @pytest.mark.parametrize("shape", [(7, 20), (20, 7)])
@@ -102,25 +94,25 @@ def test_dense_score_matches_alignment_score_and_is_nan_for_zero_updates(shape):
     rng = np.random.default_rng(1)
     a = rng.standard_normal(shape)
     b = a + rng.standard_normal(shape)
-    geo = lw.LayerGeometry("dense 1", "dense", shape, (shape[1],), 1, "SAME")
+    geo = la.LayerGeometry("dense 1", "dense", shape, (shape[1],), 1, "SAME")
     with jax.enable_x64(True):
-        got = float(lw.exact_alignment(jnp.asarray(a), jnp.asarray(b), geo))
+        got = float(la.exact_alignment(jnp.asarray(a), jnp.asarray(b), geo))
         assert got == pytest.approx(alignment_score(a, b), abs=1e-12)
-        assert float(lw.exact_alignment(3.0 * jnp.asarray(a), jnp.asarray(a), geo)) == pytest.approx(1.0)
-    assert np.isnan(float(lw.exact_alignment(jnp.zeros(shape), jnp.asarray(b, jnp.float32), geo)))
+        assert float(la.exact_alignment(3.0 * jnp.asarray(a), jnp.asarray(a), geo)) == pytest.approx(1.0)
+    assert np.isnan(float(la.exact_alignment(jnp.zeros(shape), jnp.asarray(b, jnp.float32), geo)))
 
 
 def test_random_dense_updates_score_about_m_over_m_plus_d_plus_1():
     rng = np.random.default_rng(2)
     for m, d in [(200, 20), (30, 30), (10, 100)]:
-        geo = lw.LayerGeometry("dense", "dense", (m, d), (d,), 1, "SAME")
-        scores = [float(lw.exact_alignment(jnp.asarray(rng.standard_normal((m, d)), jnp.float32),
+        geo = la.LayerGeometry("dense", "dense", (m, d), (d,), 1, "SAME")
+        scores = [float(la.exact_alignment(jnp.asarray(rng.standard_normal((m, d)), jnp.float32),
                                            jnp.asarray(rng.standard_normal((m, d)), jnp.float32), geo))
                   for _ in range(40)]
-        assert np.mean(scores) == pytest.approx(lw.random_update_score(m, d), abs=0.02)
-    assert lw.random_update_score(1024, 64) == pytest.approx(1024 / 1089)
+        assert np.mean(scores) == pytest.approx(la.random_update_score(m, d), abs=0.02)
+    assert la.random_update_score(1024, 64) == pytest.approx(1024 / 1089)
     with pytest.raises(ValueError, match="`d`"):
-        lw.random_update_score(3, 0)
+        la.random_update_score(3, 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -130,37 +122,37 @@ def test_random_dense_updates_score_about_m_over_m_plus_d_plus_1():
 
 def test_layer_geometry_of_the_paper_networks():
     key = jax.random.PRNGKey(0)
-    mlp = lw.make_network("mlp", (8, 8, 1), 16, 10, key=key, depth=2)
-    geo = lw.layer_geometry(mlp)
+    mlp = la.make_network("mlp", (8, 8, 1), 16, 10, key=key, depth=2)
+    geo = la.layer_geometry(mlp)
     assert [g.name for g in geo] == ["dense 1", "dense 2", "readout"]
     assert [g.input_shape for g in geo] == [(64,), (16,), (16,)]
-    kmnist = lw.make_network("convnet", (28, 28, 1), 4, 10, key=key, strides=(1, 2, 2))
-    geo = lw.layer_geometry(stacked(kmnist))  # stacked networks work too
+    kmnist = la.make_network("convnet", (28, 28, 1), 4, 10, key=key, strides=(1, 2, 2))
+    geo = la.layer_geometry(stacked(kmnist))  # stacked networks work too
     assert [g.name for g in geo] == ["conv 1", "conv 2", "conv 3", "readout"]
     assert [g.input_shape for g in geo] == [(28, 28, 1), (28, 28, 4), (14, 14, 4), (4,)]
     assert [g.stride for g in geo] == [1, 2, 2, 1]
-    cifar = lw.make_network("convnet", (32, 32, 3), 4, 10, key=key,
-                            strides=lw.PAPER_CONV_STRIDES["cifar10"])
-    shapes = [g.input_shape[:2] for g in lw.layer_geometry(cifar)[:-1]]
+    cifar = la.make_network("convnet", (32, 32, 3), 4, 10, key=key,
+                            strides=la.PAPER_CONV_STRIDES["cifar10"])
+    shapes = [g.input_shape[:2] for g in la.layer_geometry(cifar)[:-1]]
     assert shapes == [(32, 32)] * 4 + [(16, 16)] * 2 + [(8, 8)]
     with pytest.raises(ValueError, match="model"):
-        lw.make_network("resnet", (8, 8, 1), 4, 10, key=key)
+        la.make_network("resnet", (8, 8, 1), 4, 10, key=key)
     with pytest.raises(ValueError, match="MLP or ConvNet"):
-        lw.layer_geometry(al.RNN(2, 4, key=key))
+        la.layer_geometry(al.RNN(2, 4, key=key))
 
 
 @pytest.mark.slow
 def test_exact_scores_on_the_cifar_geometry_match_the_basis_method():
     """Every layer of the 7-layer CIFAR-10 ConvNet (32x32 inputs, strides 1,1,1,2,1,2,1)."""
-    net = lw.make_network("convnet", (32, 32, 3), 3, 10, key=jax.random.PRNGKey(1),
-                          strides=lw.PAPER_CONV_STRIDES["cifar10"])
-    other = lw.make_network("convnet", (32, 32, 3), 3, 10, key=jax.random.PRNGKey(2),
-                            strides=lw.PAPER_CONV_STRIDES["cifar10"])
-    for geo, s, t in zip(lw.layer_geometry(net), al.sites(net), al.sites(other)):
+    net = la.make_network("convnet", (32, 32, 3), 3, 10, key=jax.random.PRNGKey(1),
+                          strides=la.PAPER_CONV_STRIDES["cifar10"])
+    other = la.make_network("convnet", (32, 32, 3), 3, 10, key=jax.random.PRNGKey(2),
+                            strides=la.PAPER_CONV_STRIDES["cifar10"])
+    for geo, s, t in zip(la.layer_geometry(net), al.sites(net), al.sites(other)):
         a, b = s.weight, s.weight + 0.5 * t.weight
         expected = alignment_score(a, b, input_shape=geo.input_shape if geo.kind == "conv" else None,
                                    stride=geo.stride)
-        assert float(lw.exact_alignment(a, b, geo)) == pytest.approx(expected, abs=2e-5), geo.name
+        assert float(la.exact_alignment(a, b, geo)) == pytest.approx(expected, abs=2e-5), geo.name
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,11 +165,11 @@ def test_one_full_batch_step_from_init_aligns_exactly(model):
     """After one full-batch step, W(1) - W(0) = -lr g_backprop(W0) = -lr g_align_zero(W0)."""
     data = load_digits(n_train=50)
     seeds = [0, 1]
-    result = al.train(lambda k: lw.make_network(model, (8, 8, 1), 16, 10, key=k), "backprop",
+    result = al.train(lambda k: la.make_network(model, (8, 8, 1), 16, 10, key=k), "backprop",
                       data, epochs=1, learning_rates=5.0, seeds=seeds, batch_size=50,
-                      predict=True, epoch_metrics=lw.alignment_epoch_metrics(seeds),
+                      predict=True, epoch_metrics=la.alignment_epoch_metrics(seeds),
                       progress=False)
-    scores = lw.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
+    scores = la.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
     n_layers = 3 if model == "mlp" else 4
     assert scores.shape == (2, n_layers)
     np.testing.assert_allclose(scores, 1.0, atol=1e-5)
@@ -187,7 +179,7 @@ def test_one_full_batch_step_from_init_aligns_exactly(model):
     dist = h[(h.epoch == 1) & h.metric.str.startswith("prediction_distance@")].value
     assert (dist < 1e-4).all()
     assert h[(h.epoch == 0) & h.metric.str.startswith("alignment@")].value.isna().all()
-    probe = lw.layer_alignment(result.models, result.initial, result.predicted, method="probe",
+    probe = la.layer_alignment(result.models, result.initial, result.predicted, method="probe",
                                n_batches=3, batch_size=50)
     np.testing.assert_allclose(probe, 1.0, atol=1e-4)
 
@@ -196,22 +188,22 @@ def test_one_full_batch_step_from_init_aligns_exactly(model):
 def trained_wide(digits):
     """A width-256 MLP trained for 4 epochs with SGD at lr 5, two seeds."""
     seeds = [3, 4]
-    return al.train(lambda k: lw.make_network("mlp", (8, 8, 1), 256, 10, key=k), "backprop",
+    return al.train(lambda k: la.make_network("mlp", (8, 8, 1), 256, 10, key=k), "backprop",
                     digits, epochs=4, learning_rates=5.0, seeds=seeds, predict=True,
                     progress=False), seeds
 
 
 def test_shuffled_control_is_far_below_the_alignment_of_a_trained_wide_layer(trained_wide):
     result, seeds = trained_wide
-    exact = lw.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
-    control = lw.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds,
+    exact = la.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
+    control = la.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds,
                                  control=True)
     assert exact.shape == control.shape == (2, 3)
     assert (exact > 0.95).all()
     assert (control < 0.35).all()
     assert (exact - control > 0.6).all()
     # the control of a run depends only on its seed, not on its position in the stack
-    alone = lw.layer_alignment(*slice_runs((result.models, result.initial, result.predicted),
+    alone = la.layer_alignment(*slice_runs((result.models, result.initial, result.predicted),
                                            slice(1, 2)), seeds=seeds[1:], control=True)
     np.testing.assert_allclose(alone[0], control[1], rtol=1e-6)
 
@@ -220,8 +212,8 @@ def test_probe_estimator_agrees_with_the_exact_score(trained_wide):
     result, seeds = trained_wide
     sub = slice_runs((result.models, result.initial, result.predicted), slice(0, 1))
     for control in (False, True):
-        exact = lw.layer_alignment(*sub, seeds=seeds[:1], control=control)
-        probe = lw.layer_alignment(*sub, seeds=seeds[:1], control=control, method="probe",
+        exact = la.layer_alignment(*sub, seeds=seeds[:1], control=control)
+        probe = la.layer_alignment(*sub, seeds=seeds[:1], control=control, method="probe",
                                    n_batches=20, key=jax.random.PRNGKey(7))
         np.testing.assert_allclose(probe, exact, atol=0.02)
 
@@ -230,12 +222,12 @@ def test_shuffled_control_is_a_permutation_of_the_trained_weights(trained_wide):
     result, seeds = trained_wide
     w = al.sites(result.models)[1].weight
     w0 = al.sites(result.initial)[1].weight
-    (perms,) = lw.shuffle_permutations(seeds, [w[0].size])[:1]
-    control = np.asarray(lw._controls(w, w0, perms))
+    (perms,) = la.shuffle_permutations(seeds, [w[0].size])[:1]
+    control = np.asarray(la._controls(w, w0, perms))
     for r in range(2):
         np.testing.assert_allclose(np.sort((control[r] + np.asarray(w0[r])).ravel()),
                                    np.sort(np.asarray(w[r]).ravel()), atol=1e-5)
-    again = lw.shuffle_permutations(seeds, [w[0].size])[0]
+    again = la.shuffle_permutations(seeds, [w[0].size])[0]
     np.testing.assert_array_equal(again, perms)
     assert not np.array_equal(perms[0], perms[1])
 
@@ -244,19 +236,19 @@ def test_layer_alignment_rejects_bad_arguments(trained_wide):
     result, seeds = trained_wide
     args = (result.models, result.initial, result.predicted)
     with pytest.raises(ValueError, match="`method`"):
-        lw.layer_alignment(*args, method="monte-carlo")
+        la.layer_alignment(*args, method="monte-carlo")
     with pytest.raises(ValueError, match="stacked"):
-        lw.layer_alignment(result.model(0), result.initial, result.predicted)
+        la.layer_alignment(result.model(0), result.initial, result.predicted)
     with pytest.raises(ValueError, match="predict=True"):
-        lw.layer_alignment(result.models, result.initial, None)
+        la.layer_alignment(result.models, result.initial, None)
     with pytest.raises(ValueError, match="one seed per run"):
-        lw.layer_alignment(*args, seeds=[0])
+        la.layer_alignment(*args, seeds=[0])
     with pytest.raises(ValueError, match="n_batches"):
-        lw.layer_alignment(*args, method="probe", n_batches=0)
-    other = slice_runs(lw.make_network("mlp", (8, 8, 1), 32, 10, key=jax.random.PRNGKey(0)),
+        la.layer_alignment(*args, method="probe", n_batches=0)
+    other = slice_runs(la.make_network("mlp", (8, 8, 1), 32, 10, key=jax.random.PRNGKey(0)),
                        slice(None))
     with pytest.raises(ValueError, match="shapes"):
-        lw.layer_alignment(result.models, stacked(other), result.predicted)
+        la.layer_alignment(result.models, stacked(other), result.predicted)
 
 
 # ---------------------------------------------------------------------------------------
@@ -271,7 +263,7 @@ COLUMNS = ["experiment", "dataset", "model", "rule", "width", "lr", "seed", "epo
 @pytest.mark.slow
 def test_width_sweep_table_is_tidy_and_complete():
     data = load_digits(n_train=100)
-    table = lw.alignment_width_sweep("convnet", data, [2, 4, 6], epochs=3, seeds=[0, 1],
+    table = la.alignment_width_sweep("convnet", data, [2, 4, 6], epochs=3, seeds=[0, 1],
                                      probe_batches=2, probe_widths=[2])
     assert list(table.columns) == COLUMNS
     layers = table[table.layer > 0]
@@ -283,25 +275,25 @@ def test_width_sweep_table_is_tidy_and_complete():
     assert alignment[alignment.epoch == 0].value.isna().all()
     probes = layers[layers.metric == "alignment_probe"]
     assert set(probes.width) == {2} and set(probes.seed) == {0} and set(probes.epoch) == {3}
-    assert set(layers.metric) == {*lw.EPOCH_METRICS, "alignment_probe", "alignment_shuffled_probe"}
+    assert set(layers.metric) == {*la.EPOCH_METRICS, "alignment_probe", "alignment_shuffled_probe"}
     assert set(layers.layer_name) == {"conv 1", "conv 2", "conv 3", "readout"}
     rows = layers[(layers.width == 6) & (layers.layer == 2)]
     assert set(rows.n_in) == {6} and set(rows.n_out) == {6} and set(rows.kind) == {"conv"}
     network = table[table.layer == 0]
     assert {"heldout_accuracy", "train_loss", "sweep_seconds", "train_examples"} <= set(network.metric)
     assert set(network[network.metric == "train_examples"].value) == {100}
-    summary = lw.width_summary(table)
+    summary = la.width_summary(table)
     assert set(summary.n_seeds) == {2, 1}  # probe scores come from the first seed only
-    pairs = lw.probe_pairs(table)
+    pairs = la.probe_pairs(table)
     assert len(pairs) == 2 * 4 and set(pairs["update"]) == {"trained", "shuffled"}
     assert pairs.difference.abs().max() < 0.2
-    for fig in (lw.plot_width_sweep(summary, input_dims={("digits", "mlp"): 64}),
-                lw.plot_epochs(table), lw.plot_probe_vs_exact(pairs)):
+    for fig in (la.plot_width_sweep(summary, input_dims={("digits", "mlp"): 64}),
+                la.plot_epochs(table), la.plot_probe_vs_exact(pairs)):
         assert fig.axes and all(ax.get_xlabel() for ax in fig.axes)
     with pytest.raises(ValueError, match="`model`"):
-        lw.alignment_width_sweep("rnn", data, [2], epochs=1)
+        la.alignment_width_sweep("rnn", data, [2], epochs=1)
     with pytest.raises(ValueError, match="probe_runs"):
-        lw.alignment_width_sweep("mlp", data, [2], epochs=1, seeds=[0], probe_runs=2)
+        la.alignment_width_sweep("mlp", data, [2], epochs=1, seeds=[0], probe_runs=2)
 
 
 # ---------------------------------------------------------------------------------------
@@ -318,15 +310,15 @@ def test_gpu_profile_names_the_papers_settings():
     p = gpu_profile()
     assert p["datasets"] == ["kmnist", "cifar10"] and p["n_train"] == 0
     assert p["conv_widths"] == [8, 16, 32, 64, 128, 256, 512] and p["probe_batches"] == 100
-    from alignlib.book import notebook_parameters
+    from alignbook import notebook_parameters
 
     defaults = {k: v.default for k, v in notebook_parameters(REPO / "book" / "alignment.ipynb").items()}
     assert defaults["lr"] == 5.0  # the paper's alignment runs
     assert defaults["epochs"]["kmnist"] == 100 and defaults["epochs"]["cifar10"] == 150
     assert defaults["profile"] == "cpu" and defaults["datasets"] == ["digits"]
     assert max(defaults["mlp_widths"]) >= 256 and max(defaults["conv_widths"]) >= 256
-    assert lw.PAPER_CONV_STRIDES["kmnist"] == (1, 2, 2)
-    assert lw.PAPER_CONV_STRIDES["cifar10"] == (1, 1, 1, 2, 1, 2, 1)
+    assert la.PAPER_CONV_STRIDES["kmnist"] == (1, 2, 2)
+    assert la.PAPER_CONV_STRIDES["cifar10"] == (1, 1, 1, 2, 1, 2, 1)
 
 
 @pytest.mark.slow
@@ -334,7 +326,7 @@ def test_gpu_path_on_fake_kmnist_and_cifar10_files(tmp_path):
     p = gpu_profile()
     sums_k = fake_kmnist(tmp_path / "kmnist", 160)
     sums_c = fake_cifar10(tmp_path / "cifar", 30)  # 150 training records
-    table = lw.alignment_experiments(
+    table = la.alignment_experiments(
         p["datasets"], n_train=p["n_train"], epochs={"kmnist": 1, "cifar10": 1}, lr=5.0,
         seeds=[0], mlp_widths=[4], mlp_depth=2, conv_widths=[2, 3], probe_widths=[2],
         probe_batches=1,
@@ -342,7 +334,7 @@ def test_gpu_path_on_fake_kmnist_and_cifar10_files(tmp_path):
                        "cifar10": dict(cache_dir=tmp_path / "cifar", checksums=sums_c, holdout=50)})
     assert set(zip(table.dataset, table.model)) == {("kmnist", "mlp"), ("kmnist", "convnet"),
                                                     ("cifar10", "mlp"), ("cifar10", "convnet")}
-    last = lw.final_epoch(table)
+    last = la.final_epoch(table)
     scores = last[last.metric.isin(["alignment", "alignment_shuffled", "alignment_probe"])]
     bad = scores[~scores.value.between(0, 1 + 1e-6)]
     assert bad.empty, bad[["dataset", "model", "width", "layer", "metric", "value"]]
@@ -356,11 +348,11 @@ def test_gpu_path_on_fake_kmnist_and_cifar10_files(tmp_path):
     assert set(examples[examples.dataset == "kmnist"].value) == {100}
     assert set(examples[examples.dataset == "cifar10"].value) == {100}
     with pytest.raises(ValueError, match="strides"):
-        lw.alignment_experiments(["imagenet32"], n_train=0, epochs={"imagenet32": 1}, lr=5.0,
+        la.alignment_experiments(["imagenet32"], n_train=0, epochs={"imagenet32": 1}, lr=5.0,
                                  seeds=[0], mlp_widths=[], mlp_depth=2, conv_widths=[2],
                                  probe_widths=[], probe_batches=1)
     with pytest.raises(ValueError, match="epochs"):
-        lw.alignment_experiments(["digits"], n_train=100, epochs={}, lr=5.0, seeds=[0],
+        la.alignment_experiments(["digits"], n_train=100, epochs={}, lr=5.0, seeds=[0],
                                  mlp_widths=[2], mlp_depth=1, conv_widths=[], probe_widths=[],
                                  probe_batches=1)
 
@@ -371,13 +363,9 @@ def test_gpu_path_on_fake_kmnist_and_cifar10_files(tmp_path):
 
 
 @pytest.mark.slow
-def test_chapter_runs_in_tiny_profile_and_glues_every_number(tmp_path, monkeypatch):
-    from alignlib import book as B
-
-    monkeypatch.setenv("ALIGNBOOK_RESULTS", str(tmp_path / "results"))
-    run = B.run_chapter(B.Book(REPO), "alignment", "tiny", recompute=True, echo=lambda *a: None)
-    assert run.ok, run.failure_message()
-    values = glued(run.output)
+def test_chapter_runs_in_tiny_profile_and_glues_every_number(tiny_book):
+    executed = tiny_book.chapter("alignment")
+    values = executed.glued()
     assert values["profile"] == "tiny"
     nb = nbformat.read(REPO / "book" / "alignment.ipynb", as_version=4)
     import re
@@ -387,13 +375,13 @@ def test_chapter_runs_in_tiny_profile_and_glues_every_number(tmp_path, monkeypat
     used |= {k for c in nb.cells if c.cell_type == "markdown"
              for k in re.findall(r":::\{glue:figure\} (\S+)", c.source)}
     assert used <= set(values), used - set(values)
-    (store,) = list((tmp_path / "results" / "alignment" / "tiny").glob("*/"))
+    store = executed.folder
     files = {p.name for p in store.iterdir()}
     assert {"alignment_sweep.csv", "alignment_vs_width.png", "alignment_vs_epoch.png",
             "probe_vs_exact.png", "alignment_probe_pairs.csv"} <= files
     assert float(values["probe_max_diff"]) < 0.2
     # the chapter's claims: the library's verdict words, glued as recorded, figures of the page
-    found = {c.claim: c for c in claims.collect_claims("tiny", tmp_path / "results", ["alignment"])}
+    found = executed.claims()
     assert set(found) == {"alignment-rises", "alignment-control-low", "probe-agrees"}
     names = {n for c in nb.cells if c.cell_type == "markdown" for n in re.findall(r":name: (\S+)", c.source)}
     for c in found.values():

@@ -1,10 +1,14 @@
-"""What an executed chapter glued, read the way the book reads it."""
+"""What several test modules need: the repository root, what an executed chapter glued,
+and the figure labels of a chapter's page."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def glued(nb_path: Path) -> dict[str, str]:
@@ -21,3 +25,10 @@ def glued(nb_path: Path) -> dict[str, str]:
                 out[o["metadata"]["scrapbook"]["name"]] = format_plain_text(
                     data["application/papermill.record/text/plain"], "")
     return out
+
+
+def figure_names(chapter: str) -> set[str]:
+    """The ``:name:`` labels of the figures on ``chapter``'s page."""
+    nb = nbformat.read(REPO / "book" / f"{chapter}.ipynb", as_version=4)
+    return {n for c in nb.cells if c.cell_type == "markdown"
+            for n in re.findall(r":name: (\S+)", c.source)}

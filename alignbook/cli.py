@@ -22,9 +22,13 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any, Mapping
 
-from alignlib import book as _book
-from alignlib import results as _results
+from alignbook import pipeline as _book
+from alignbook import results as _results
+from alignbook.glue import format_value
+from alignbook.scorecard import profile_claims
+from alignbook.template import new_chapter_notebook
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -133,14 +137,14 @@ def _bench_widths(models: list[str], specs: list[str]) -> dict[str, list[int]]:
 
 
 def _cmd_bench(args) -> int:
-    from alignlib import bench as _bench
+    from alignlib.experiments import performance as _performance
     from alignlib.rules import RULES
 
     models = [m.strip() for m in args.models.split(",") if m.strip()]
-    bad = [m for m in models if m not in _bench.BENCH_MODELS]
+    bad = [m for m in models if m not in _performance.BENCH_MODELS]
     if not models or bad:
         raise _book.BookError(f"--models: unknown model(s) {bad or models}; choose from "
-                              f"{', '.join(_bench.BENCH_MODELS)}")
+                              f"{', '.join(_performance.BENCH_MODELS)}")
     widths = _bench_widths(models, args.widths)
     rules = [r.strip() for r in args.rules.split(",") if r.strip()] if args.rules else list(RULES)
     unknown = [r for r in rules if r not in RULES]
@@ -157,12 +161,12 @@ def _cmd_bench(args) -> int:
 
     matplotlib.use("Agg")
     t0 = time.perf_counter()
-    tidy = _bench.benchmark_rules(widths, rules, batch_size=args.batch_size, warmup=args.warmup,
+    tidy = _performance.benchmark_rules(widths, rules, batch_size=args.batch_size, warmup=args.warmup,
                                   repeats=args.repeats, progress=True)
     settings = {"models": widths, "rules": rules, "batch_size": args.batch_size,
                 "warmup": args.warmup, "repeats": args.repeats}
-    paths = _bench.save_benchmark(tidy, out, settings=settings)
-    table = _bench.cost_table(tidy, ["median_s", "ratio_to_backprop", "flops_ratio", "dot_ops", "conv_ops"])
+    paths = save_benchmark(tidy, out, settings=settings)
+    table = _performance.cost_table(tidy, ["median_s", "ratio_to_backprop", "flops_ratio", "dot_ops", "conv_ops"])
     import pandas as pd
 
     with pd.option_context("display.width", 120, "display.max_rows", 500):
@@ -218,7 +222,7 @@ def _cmd_claims(args, book: _book.Book) -> int:
     profiles = _book.load_profiles(book)
     if args.profile not in profiles:
         raise _book.BookError(f"unknown profile {args.profile!r}; defined: {', '.join(profiles)}")
-    found = _book.profile_claims(book, args.profile)
+    found = profile_claims(book, args.profile)
     if args.json:
         import dataclasses
 
@@ -247,10 +251,10 @@ def _cmd_params(args, book: _book.Book) -> int:
         values = _book.resolve_parameters(book, chapter, args.profile, profiles)
         print(f"{chapter}  ({book.notebook(chapter).relative_to(book.root)})")
         for p in book.parameters(chapter).values():
-            default = _book.format_value(p.default) if p.literal else p.default
+            default = format_value(p.default) if p.literal else p.default
             line = f"  {p.name:<20} {p.type or 'any':<6} default {default}"
             if p.name != "profile" and p.name in values and (not p.literal or values[p.name] != p.default):
-                line += f"   [{args.profile}: {_book.format_value(values[p.name])}]"
+                line += f"   [{args.profile}: {format_value(values[p.name])}]"
             if p.help:
                 line += f"   # {p.help}"
             print(line)
@@ -259,7 +263,7 @@ def _cmd_params(args, book: _book.Book) -> int:
 
 def _cmd_new(args, book: _book.Book) -> int:
     title = args.title or args.chapter.replace("_", " ").capitalize()
-    path = _book.new_chapter_notebook(book.root / args.folder / f"{args.chapter}.ipynb", args.chapter, title)
+    path = new_chapter_notebook(book.root / args.folder / f"{args.chapter}.ipynb", args.chapter, title)
     entry = (Path(args.folder) / args.chapter).as_posix()
     print(f"Wrote {path}")
     print(f"Add it to _toc.yml:  - file: {entry}")
@@ -290,3 +294,32 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def save_benchmark(tidy, out: str | Path, *, name: str = "rule_cost",
+                   settings: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Write the benchmark into folder ``out``: ``<name>.csv`` (the tidy table),
+    ``<name>.png`` / ``.pdf`` (:func:`alignlib.experiments.performance.plot_rule_costs`) and ``<name>.json`` (settings,
+    package versions, device, git revision), each file written atomically."""
+    import matplotlib.pyplot as plt
+
+    from alignlib.experiments import performance as _performance
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out / f"{name}.csv", "png": out / f"{name}.png",
+             "pdf": out / f"{name}.pdf", "json": out / f"{name}.json"}
+    with _results._atomic_path(paths["csv"]) as tmp:
+        tidy.to_csv(tmp, index=False)
+    fig = _performance.plot_rule_costs(tidy)
+    for kind in ("png", "pdf"):
+        with _results._atomic_path(paths[kind]) as tmp:
+            fig.savefig(tmp, format=kind, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    meta = {"settings": _results._jsonable(dict(settings or {})),
+            "packages": _results._package_versions(), "device": _results._device_info(),
+            "git": _results._git_info(_results.project_root()), "timestamp": _results._now(),
+            "files": {k: p.name for k, p in paths.items() if k != "json"}}
+    with _results._atomic_path(paths["json"]) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return paths

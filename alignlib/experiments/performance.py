@@ -42,7 +42,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import equinox as eqx
@@ -61,7 +60,7 @@ Array = jax.Array
 __all__ = [
     "BENCH_MODELS", "BENCH_RULES", "Problem", "StepProgram", "bench_problem", "compile_step",
     "hlo_stats", "time_programs", "time_rule_steps", "benchmark", "benchmark_rules",
-    "bench_point", "cost_table", "batching_gain", "plot_rule_costs", "save_benchmark",
+    "bench_point", "cost_table", "batching_gain", "plot_rule_costs",
     "ALIGN_TARGET",
 ]
 
@@ -414,7 +413,7 @@ def bench_point(*, model: str, width: int, rules: Sequence[str] = BENCH_RULES,
                 batch_size: int | None = None, warmup: int = 3, repeats: int = 20,
                 lr: float = 0.1, problem_kwargs: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """One model and width of the benchmark, as an experiment for
-    :func:`alignlib.sweep.run_sweep` (``"alignlib.bench:bench_point"``): the tidy table of
+    :func:`alignbook.sweep.run_sweep` (``"alignlib.experiments.performance:bench_point"``): the tidy table of
     :func:`benchmark_rules` for ``{model: [width]}``. Timing points must not share a
     device: run them serially, or one per GPU (``resources={"GPU": 1}``)."""
     return benchmark_rules({model: [width]}, list(rules), batch_size=batch_size, warmup=warmup,
@@ -581,34 +580,3 @@ def plot_rule_costs(tidy: pd.DataFrame, *, target: float | None = ALIGN_TARGET):
     fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
     fig.legend(legend_handles, legend_labels, loc="center right", fontsize=8, frameon=False)
     return fig
-
-
-def save_benchmark(tidy: pd.DataFrame, out: str | Path, *, name: str = "rule_cost",
-                   settings: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """Write the benchmark into folder ``out``: ``<name>.csv`` (the tidy table),
-    ``<name>.png`` / ``.pdf`` (:func:`plot_rule_costs`) and ``<name>.json`` (settings,
-    package versions, device, git revision), each file written atomically."""
-    import json
-
-    from alignlib import results as _results
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": out / f"{name}.csv", "png": out / f"{name}.png",
-             "pdf": out / f"{name}.pdf", "json": out / f"{name}.json"}
-    with _results._atomic_path(paths["csv"]) as tmp:
-        tidy.to_csv(tmp, index=False)
-    fig = plot_rule_costs(tidy)
-    for kind in ("png", "pdf"):
-        with _results._atomic_path(paths[kind]) as tmp:
-            fig.savefig(tmp, format=kind, dpi=150, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    meta = {"settings": _results._jsonable(dict(settings or {})),
-            "packages": _results._package_versions(), "device": _results._device_info(),
-            "git": _results._git_info(_results.project_root()), "timestamp": _results._now(),
-            "files": {k: p.name for k, p in paths.items() if k != "json"}}
-    with _results._atomic_path(paths["json"]) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    return paths

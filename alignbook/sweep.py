@@ -2,12 +2,12 @@
 
 A **point** is one call of an experiment function with one set of parameters::
 
-    Point("alignlib.sweep:train_point", {"rule": "align_ada", "width": 256, ...})
+    Point("alignbook.sweep:train_point", {"rule": "align_ada", "width": 256, ...})
 
 The experiment is named by its import path ``"module:function"`` so that any worker
 process can import it; it takes the parameters as keyword arguments and returns a tidy
 :class:`pandas.DataFrame`. The point's **key** is the hash of its canonical JSON
-(experiment name and parameters, :func:`alignlib.results.params_hash`).
+(experiment name and parameters, :func:`alignbook.results.params_hash`).
 
 **Batch what can be batched.** Seeds and learning rates of one configuration should be
 *one* point, passed as lists (``seeds=[0, 1, 2], learning_rates=[1, 2, 5]``):
@@ -17,7 +17,7 @@ product of the ``axes`` (rule, width, ...) makes the points, the ``batched`` par
 go whole into every point.
 
 **Storage.** Every finished point is written through the results store
-(:class:`alignlib.results.ResultStore`): ``<root>/<name>/<profile>/<key>/point.csv``
+(:class:`alignbook.results.ResultStore`): ``<root>/<name>/<profile>/<key>/point.csv``
 with ``provenance.json`` (parameters, versions, device, git revision, checksum), each
 file written to a temporary name and moved into place atomically. A point whose table is
 recorded as complete is never computed again; a point that was running when its process
@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from alignlib.results import ResultStore, canonical_json, params_hash, results_root
+from alignbook.results import ResultStore, canonical_json, params_hash, results_root
 
 __all__ = [
     "Point", "SweepResult", "SweepStore", "grid", "experiment_name", "resolve_experiment",
@@ -210,7 +210,7 @@ class SweepStore:
 
     def load(self, point: Point) -> pd.DataFrame:
         """The point's table as read back from its CSV (raises
-        :class:`~alignlib.results.IncompleteResultError` if it is not complete)."""
+        :class:`~alignbook.results.IncompleteResultError` if it is not complete)."""
         return self._store(point).load_table(POINT_TABLE)
 
     def done(self, points: Iterable[Point]) -> list[Point]:

@@ -1,0 +1,155 @@
+"""Helpers for chapters: glue numbers, text, figures and scorecard records into a page.
+
+Used inside the notebooks (light imports):
+
+- :func:`glue_number` glues a number, already formatted, for ``{glue:text}`` in a
+  Markdown cell; :func:`glue_text` glues a string without quotes.
+- :func:`glue_figure` saves a figure into a :class:`~alignbook.results.ResultStore`
+  (PNG + PDF with provenance), glues the figure for a ``glue:figure`` directive and
+  glues a "Reproduce this figure" note (key ``<name>_note``) for ``{glue:md}``.
+- :func:`glue_claim` glues a scorecard record's verdict and measurement.
+- :func:`figure_note` and :func:`reproduce_command` build that note / command.
+"""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any, Mapping
+
+import yaml
+
+from alignbook import results as _results
+
+__all__ = ["glue_number", "glue_text", "glue_figure", "glue_claim", "figure_note",
+           "reproduce_command", "format_value"]
+
+def format_value(value: Any) -> str:
+    """A parameter value as the YAML text ``alignbook run -p NAME VALUE`` parses
+    back to the same value (``[64, 256]``, ``0.001``, ``digits``, ``'true'``)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9, sort_keys=True)
+    text = text.strip()
+    if text.endswith("\n..."):
+        text = text[: -len("\n...")].strip()
+    elif text.endswith("..."):
+        text = text[:-3].strip()
+    return text
+
+
+def reproduce_command(chapter: str, profile: str, params: Mapping[str, Any]) -> str:
+    """The shell command that re-runs ``chapter`` with exactly ``params``:
+    ``alignbook run CHAPTER --profile P -p NAME VALUE ...`` (``profile`` itself,
+    if present in ``params``, is given by ``--profile``)."""
+    parts = ["alignbook", "run", chapter, "--profile", profile]
+    for name in sorted(params):
+        if name == "profile":
+            continue
+        value = params[name]
+        parts += ["-p", name, "''" if value == "" else shlex.quote(format_value(value))]
+    return " ".join(parts)
+
+
+def figure_note(store: _results.ResultStore, name: str) -> str:
+    """Markdown text: how to reproduce figure ``name`` of ``store`` and where its
+    data and provenance are. Meant for the figure's caption (via ``{glue:md}``)."""
+    try:
+        folder = store.path.relative_to(_results.project_root())
+    except ValueError:
+        folder = store.path
+    cmd = reproduce_command(store.chapter, store.profile, store.params)
+    return (
+        f"Reproduce this figure: `{cmd}`. "
+        f"Data, figure files and provenance: `{folder.as_posix()}/` "
+        f"(`{name}.png`, `{name}.pdf`, `provenance.json`)."
+    )
+
+
+class _Formatted:
+    """A value whose text form (what ``{glue:text}`` pastes) is pre-formatted."""
+
+    def __init__(self, value: Any, text: str):
+        self.value = value
+        self.text = text
+
+    # myst-nb's {glue:text} passes text/plain through ast.literal_eval to strip quotes,
+    # so the plain text is the *repr* of the string: "1,500" must not become (1, 500)
+    # nor "+0.43" lose its sign.
+    def __repr__(self) -> str:
+        return repr(self.text)
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython's text/plain
+        p.text(repr(self.text))
+
+
+def glue_number(name: str, value: Any, fmt: str | None = None, display: bool = False) -> Any:
+    """Glue a number for use in a Markdown cell as ``{glue:text}`name```.
+
+    Arguments:
+        name: the glue key (unique within the notebook).
+        value: the number (numpy scalars and 0-d arrays are converted).
+        fmt: a format spec such as ``".3f"``, ``".1%"`` or ``".2e"``; the pasted
+            text is ``format(value, fmt)``. ``None`` pastes ``repr``.
+        display: also show the number in the notebook.
+
+    Returns ``value`` (as a Python number), so it can be used inline.
+    """
+    from myst_nb import glue
+
+    if hasattr(value, "item") and callable(value.item):
+        value = value.item()
+    text = format(value, fmt) if fmt else repr(value)
+    glue(name, _Formatted(value, text), display=display)
+    return value
+
+
+def glue_text(name: str, text: str, display: bool = False) -> str:
+    """Glue a string for ``{glue:text}`name``` so that it is pasted as is (a
+    plain ``glue`` of a str pastes its repr, quotes included)."""
+    from myst_nb import glue
+
+    text = str(text)
+    glue(name, _Formatted(text, text), display=display)
+    return text
+
+
+def glue_claim(claim) -> None:
+    """Glue a scorecard record (:class:`alignlib.claims.Claim`) for its page:
+    ``verdict_<id>`` and ``measured_<id>`` (dashes in the id become underscores), for
+    ``{glue:text}`` in the chapter's prose and summary."""
+    key = claim.claim.replace("-", "_")
+    glue_text(f"verdict_{key}", claim.verdict)
+    glue_text(f"measured_{key}", claim.measured)
+
+
+def glue_figure(
+    store: _results.ResultStore,
+    name: str,
+    fig: Any,
+    *,
+    dpi: int = 150,
+    close: bool = True,
+) -> None:
+    """Save ``fig`` into ``store`` as ``<name>.png``/``.pdf`` and glue it.
+
+    Glues two keys: ``name`` (the saved PNG itself, provenance metadata included,
+    for a ``glue:figure`` directive; shown at the figure's size in inches x 100
+    pixels) and ``<name>_note`` (Markdown from :func:`figure_note`, for
+    ``{glue:md}`` in the caption). Gluing the saved file rather than the live
+    figure means the book shows exactly the file in the results folder, whatever
+    matplotlib backend the notebook uses. Closes the figure (unless
+    ``close=False``) so that the notebook does not display it a second time.
+    The files are ``store.path / f"{name}.png"`` and ``.pdf``.
+    """
+    from IPython.display import Image, Markdown
+    from myst_nb import glue
+
+    paths = store.save_figure(fig, name, dpi=dpi)
+    width = int(round(fig.get_figwidth() * 100))
+    glue(name, Image(data=paths["png"].read_bytes(), format="png", width=width), display=False)
+    glue(f"{name}_note", Markdown(figure_note(store, name)), display=False)
+    if close:
+        try:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
+        except Exception:  # pragma: no cover - not a pyplot figure
+            pass
