@@ -165,16 +165,31 @@ def _sha256_file(path: Path) -> str:
 # ---------------------------------------------------------------- atomic writing
 
 
+def _umask() -> int:
+    """The process's umask, without changing it where the system can tell it (Linux's
+    /proc/self/status); elsewhere set and restored at once."""
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def _atomic_path(final: Path) -> Iterator[Path]:
     """Yield a temporary path in ``final``'s folder; on success fsync it and move
-    it onto ``final`` with ``os.replace``; on failure delete it."""
+    it onto ``final`` with ``os.replace``; on failure delete it. The file gets the
+    permissions a plain ``open(final, "w")`` would give (``0o666`` less the umask),
+    not the private ``0o600`` of :func:`tempfile.mkstemp`."""
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f"{_TMP_PREFIX}{final.name}.", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~_umask())
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, final)

@@ -406,6 +406,20 @@ def _verify(info: DatasetInfo, path: Path, expected: tuple[str, str] | None) -> 
         raise _mismatch(info, path, path, algorithm, digest, actual, downloaded=False)
 
 
+def _umask() -> int:
+    """The process's umask, read from /proc/self/status where there is one (Linux), else
+    set and restored at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _download(info: DatasetInfo, url: str, dest: Path, expected: tuple[str, str] | None, *,
               progress: bool, timeout: float) -> None:
     """Stream ``url`` to a temp file beside ``dest``, verify, then rename onto ``dest``."""
@@ -442,6 +456,7 @@ def _download(info: DatasetInfo, url: str, dest: Path, expected: tuple[str, str]
             _warn_unverified(dest, info)
         elif h.hexdigest() != expected[1]:
             raise _mismatch(info, dest, tmp, expected[0], expected[1], h.hexdigest(), downloaded=True)
+        os.chmod(tmp, 0o666 & ~_umask())  # as open(dest, "w") would, not mkstemp's 0o600
         os.replace(tmp, dest)
     except BaseException as err:
         if tmp.exists():
