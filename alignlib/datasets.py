@@ -28,8 +28,11 @@ file, the full path looked at, the URL, and how to fix it; ``download=True`` fet
 (temp file in the cache folder, verified, then atomically renamed: an interrupted or
 corrupt download never appears under the final name). A file whose checksum does not
 match is never used: it is moved aside to ``<name>.corrupt-<timestamp>`` (never deleted
-or overwritten) and :class:`ChecksumMismatchError` is raised. Files without a published
-checksum are used with a one-time :class:`UnverifiedFileWarning`.
+or overwritten) and :class:`ChecksumMismatchError` is raised; a file that cannot be read
+(truncated, not in its format) is treated the same way (:class:`CorruptFileError`, of
+which :class:`ChecksumMismatchError` is a kind). Files without a published checksum are
+used with a one-time :class:`UnverifiedFileWarning`. Temporary ``.part`` files left by a
+killed download are removed by the next fetch of that file.
 """
 
 from __future__ import annotations
@@ -47,10 +50,16 @@ import time
 import urllib.request
 import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from alignlib.data import Dataset, _check_int, add_task, load_digits, one_hot_targets
 
@@ -59,6 +68,7 @@ __all__ = [
     "DatasetInfo",
     "RemoteFile",
     "DatasetNotFoundError",
+    "CorruptFileError",
     "ChecksumMismatchError",
     "DownloadError",
     "UnverifiedFileWarning",
@@ -262,14 +272,23 @@ class DatasetNotFoundError(FileNotFoundError):
         return self.args[0]
 
 
-class ChecksumMismatchError(ValueError):
+class CorruptFileError(ValueError):
+    """A dataset file cannot be used (it cannot be read in its format, or, for the
+    subclass :class:`ChecksumMismatchError`, its checksum is wrong); it was moved aside to
+    ``moved_to`` (``<file>.corrupt-<timestamp>``)."""
+
+    def __init__(self, message: str, *, path: Path, moved_to: Path | None):
+        super().__init__(message)
+        self.path, self.moved_to = path, moved_to
+
+
+class ChecksumMismatchError(CorruptFileError):
     """A file's checksum differs from the published one; the file was moved aside."""
 
     def __init__(self, message: str, *, path: Path, algorithm: str, expected: str, actual: str,
                  moved_to: Path | None):
-        super().__init__(message)
-        self.path, self.algorithm, self.expected, self.actual = path, algorithm, expected, actual
-        self.moved_to = moved_to
+        super().__init__(message, path=path, moved_to=moved_to)
+        self.algorithm, self.expected, self.actual = algorithm, expected, actual
 
 
 class DownloadError(OSError):
@@ -366,7 +385,7 @@ def _move_aside(bad: Path, final: Path) -> Path:
 
 
 def _mismatch(info: DatasetInfo, final: Path, bad: Path, algorithm: str, expected: str, actual: str,
-              *, downloaded: bool) -> ChecksumMismatchError:
+              *, downloaded: bool, base_url: str | None = None) -> ChecksumMismatchError:
     """Move ``bad`` aside and build the error (``bad`` is ``final`` or a temp download)."""
     moved = _move_aside(bad, final)
     what = "The downloaded copy of" if downloaded else "The file"
@@ -377,10 +396,41 @@ def _mismatch(info: DatasetInfo, final: Path, bad: Path, algorithm: str, expecte
         f"  actual:   {actual}\n"
         f"It was not used; it was moved aside to {moved} (delete it once inspected). "
         + ("Nothing was saved under the final name. " if downloaded else "")
-        + f"Get a fresh copy from {info.url(final.name)} (download=True fetches it)."
+        + f"Get a fresh copy from {info.url(final.name, base_url)} (download=True fetches it)."
     )
     return ChecksumMismatchError(msg, path=final, algorithm=algorithm, expected=expected, actual=actual,
                                  moved_to=moved)
+
+
+#: What reading a truncated or damaged file raises (gzip, zip, tar, npz, IDX).
+class _BadFormat(ValueError):
+    """Raised by the format readers when a file's bytes do not fit its format."""
+
+
+_UNREADABLE = (EOFError, zlib.error, gzip.BadGzipFile, zipfile.BadZipFile, tarfile.TarError, _BadFormat)
+
+
+def _unreadable(info: DatasetInfo, path: Path, err: BaseException, base_url: str | None,
+                member: str | None = None) -> CorruptFileError:
+    """Move an unreadable ``path`` aside (as for a checksum mismatch) and build the error."""
+    moved = _move_aside(path, path) if path.exists() else None
+    inside = f" (member '{member}')" if member else ""
+    msg = (
+        f"The {info.title} file '{path.name}'{inside} cannot be read: {type(err).__name__}: {err}\n"
+        f"  file: {path}\n"
+        "It is truncated or damaged (an interrupted copy?) and was not used; "
+        + (f"it was moved aside to {moved} (delete it once inspected). " if moved else "")
+        + f"Get a fresh copy from {info.url(path.name, base_url)} (download=True fetches it)."
+    )
+    return CorruptFileError(msg, path=path, moved_to=moved)
+
+
+def _read_or_move_aside(info: DatasetInfo, path: Path, base_url: str | None, read: Callable, *args):
+    """``read(path, *args)``; a file that cannot be read is moved aside (CorruptFileError)."""
+    try:
+        return read(path, *args)
+    except _UNREADABLE as err:
+        raise _unreadable(info, path, err, base_url) from err
 
 
 def _warn_unverified(path: Path, info: DatasetInfo) -> None:
@@ -396,14 +446,59 @@ def _warn_unverified(path: Path, info: DatasetInfo) -> None:
     )
 
 
-def _verify(info: DatasetInfo, path: Path, expected: tuple[str, str] | None) -> None:
+def _verify(info: DatasetInfo, path: Path, expected: tuple[str, str] | None,
+            base_url: str | None = None) -> None:
     if expected is None:
         _warn_unverified(path, info)
         return
     algorithm, digest = expected
     actual = _file_digest(path, algorithm)
     if actual != digest:
-        raise _mismatch(info, path, path, algorithm, digest, actual, downloaded=False)
+        raise _mismatch(info, path, path, algorithm, digest, actual, downloaded=False, base_url=base_url)
+
+
+def _part_files(dest: Path) -> list[Path]:
+    """The temporary files downloads of ``dest`` write (see :func:`_download`)."""
+    return sorted(dest.parent.glob(f".{dest.name}.*.part"))
+
+
+def _lock_part(fd: int) -> bool:
+    """Take an exclusive, non-blocking lock on an open ``.part`` file; False when another
+    process holds it (a download in progress). True where locks are not available."""
+    if fcntl is None:  # pragma: no cover - Windows
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+#: Where file locks are not available, a ``.part`` file untouched this long is stale.
+_STALE_PART_SECONDS = 24 * 3600
+
+
+def _remove_stale_parts(dest: Path) -> list[Path]:
+    """Delete the ``.part`` files of downloads of ``dest`` that were killed: each download
+    holds a lock on its own ``.part`` file while it runs, so a file nobody holds is left
+    over. Returns the files removed."""
+    removed = []
+    for part in _part_files(dest):
+        try:
+            fd = os.open(part, os.O_RDWR)
+        except OSError:
+            continue
+        try:
+            if fcntl is not None:
+                stale = _lock_part(fd)
+            else:  # pragma: no cover - Windows
+                stale = time.time() - os.fstat(fd).st_mtime > _STALE_PART_SECONDS
+            if stale:
+                part.unlink(missing_ok=True)
+                removed.append(part)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _umask() -> int:
@@ -421,13 +516,16 @@ def _umask() -> int:
 
 
 def _download(info: DatasetInfo, url: str, dest: Path, expected: tuple[str, str] | None, *,
-              progress: bool, timeout: float) -> None:
-    """Stream ``url`` to a temp file beside ``dest``, verify, then rename onto ``dest``."""
+              progress: bool, timeout: float, base_url: str | None = None) -> None:
+    """Stream ``url`` to a temp file beside ``dest`` (``.<name>.<random>.part``, locked while
+    the download runs), verify, then rename onto ``dest``."""
     from tqdm.auto import tqdm
 
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_parts(dest)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     tmp = Path(tmp_name)
+    _lock_part(fd)  # released when the file is closed (or the process dies)
     try:
         algorithm = expected[0] if expected else "sha256"
         h = hashlib.new(algorithm)
@@ -455,7 +553,8 @@ def _download(info: DatasetInfo, url: str, dest: Path, expected: tuple[str, str]
         if expected is None:
             _warn_unverified(dest, info)
         elif h.hexdigest() != expected[1]:
-            raise _mismatch(info, dest, tmp, expected[0], expected[1], h.hexdigest(), downloaded=True)
+            raise _mismatch(info, dest, tmp, expected[0], expected[1], h.hexdigest(), downloaded=True,
+                            base_url=base_url)
         os.chmod(tmp, 0o666 & ~_umask())  # as open(dest, "w") would, not mkstemp's 0o600
         os.replace(tmp, dest)
     except BaseException as err:
@@ -514,9 +613,12 @@ def fetch_file(name: str, filename: str, *, cache_dir=None, download: bool = Fal
         if not download:
             raise _missing_error(info, folder, [filename], base_url,
                                  f"fetch_file('{info.name}', '{filename}', download=True)")
-        _download(info, info.url(filename, base_url), path, expected, progress=progress, timeout=timeout)
+        _download(info, info.url(filename, base_url), path, expected, progress=progress, timeout=timeout,
+                  base_url=base_url)
         return path
-    _verify(info, path, expected)
+    if folder.is_dir():
+        _remove_stale_parts(path)
+    _verify(info, path, expected, base_url)
     return path
 
 
@@ -562,7 +664,7 @@ def read_idx(path: str | os.PathLike, *, expected_magic: int | None = None) -> n
     with opener(path, "rb") as f:
         data = f.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise ValueError(f"{path} is not an IDX file (bad header {data[:4]!r}).")
+        raise _BadFormat(f"{path} is not an IDX file (bad header {data[:4]!r}).")
     magic = int.from_bytes(data[:4], "big")
     if expected_magic is not None and magic != expected_magic:
         raise ValueError(f"{path}: IDX magic number {magic}, expected {expected_magic}.")
@@ -572,7 +674,7 @@ def read_idx(path: str | os.PathLike, *, expected_magic: int | None = None) -> n
     dtype = np.dtype(_IDX_DTYPES[data[2]])
     n = int(np.prod(dims)) if dims else 0
     if len(data) != header + n * dtype.itemsize:
-        raise ValueError(
+        raise _BadFormat(
             f"{path}: header promises {dims} ({n * dtype.itemsize} bytes of data), "
             f"file has {len(data) - header}; truncated or corrupt."
         )
@@ -588,7 +690,7 @@ _CIFAR_TEST = f"{_CIFAR_FOLDER}/test_batch.bin"
 def _parse_cifar_records(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     """CIFAR-10 binary records -> (uint8 images NHWC, int64 labels)."""
     if len(raw) % _CIFAR_RECORD:
-        raise ValueError(f"{where}: {len(raw)} bytes is not a whole number of {_CIFAR_RECORD}-byte records.")
+        raise _BadFormat(f"{where}: {len(raw)} bytes is not a whole number of {_CIFAR_RECORD}-byte records.")
     records = np.frombuffer(raw, dtype=np.uint8).reshape(-1, _CIFAR_RECORD)
     labels = records[:, 0].astype(np.int64)
     if labels.size and labels.max() > 9:
@@ -724,9 +826,14 @@ def load_kmnist(
     paths = _fetch_all("kmnist", names, loader="load_kmnist", cache_dir=cache_dir, download=download,
                        base_url=base_url, checksums=checksums, progress=progress)
 
+    info = DATASETS["kmnist"]
+
+    def read(path: Path, magic: int) -> np.ndarray:
+        return read_idx(path, expected_magic=magic)
+
     def pair(images_file: str, labels_file: str) -> tuple[np.ndarray, np.ndarray]:
-        x = read_idx(paths[images_file], expected_magic=2051)
-        y = read_idx(paths[labels_file], expected_magic=2049).astype(np.int64)
+        x = _read_or_move_aside(info, paths[images_file], base_url, read, 2051)
+        y = _read_or_move_aside(info, paths[labels_file], base_url, read, 2049).astype(np.int64)
         if x.ndim != 3 or x.shape[1:] != (28, 28):
             raise ValueError(f"{paths[images_file]}: images of shape {x.shape[1:]}, expected (28, 28).")
         if x.shape[0] != y.shape[0]:
@@ -774,10 +881,11 @@ def load_cifar10(
     tarball = "cifar-10-binary.tar.gz"
     paths = _fetch_all("cifar10", [tarball], loader="load_cifar10", cache_dir=cache_dir, download=download,
                        base_url=base_url, checksums=checksums, progress=progress)
-    x_all, y_all = _read_cifar_tar(paths[tarball], _CIFAR_TRAIN)
+    info = DATASETS["cifar10"]
+    x_all, y_all = _read_or_move_aside(info, paths[tarball], base_url, _read_cifar_tar, _CIFAR_TRAIN)
 
     def test() -> tuple[np.ndarray, np.ndarray]:
-        return _read_cifar_tar(paths[tarball], (_CIFAR_TEST,))
+        return _read_or_move_aside(info, paths[tarball], base_url, _read_cifar_tar, (_CIFAR_TEST,))
 
     return _assemble("cifar10", 10, x_all, y_all, holdout=holdout, n_train=n_train, split=split,
                      cap_heldout=cap_heldout, test=test)
@@ -821,9 +929,10 @@ class _ImagenetSource:
             path = fetch_file(self.info.name, zip_name, **self.kw)
             if not zipfile.is_zipfile(path):  # no checksum to catch e.g. a saved login page
                 moved = _move_aside(path, path)
-                raise ValueError(
+                raise CorruptFileError(
                     f"{path} is not a zip archive (a login or error page saved instead?); it was "
-                    f"moved aside to {moved}. Get {zip_name} from {self.info.url(zip_name, self.base_url)}."
+                    f"moved aside to {moved}. Get {zip_name} from {self.info.url(zip_name, self.base_url)}.",
+                    path=path, moved_to=moved,
                 )
             self._zips[zip_name] = path
         return self._zips[zip_name]
@@ -843,15 +952,21 @@ class _ImagenetSource:
     def read(self, npz: str, zip_name: str) -> tuple[np.ndarray, np.ndarray]:
         path = self._extracted(npz, zip_name)
         if path is not None:
-            _verify(self.info, path, _expected_checksum(self.info, npz, self.checksums))
-            return _npz_arrays(path, str(path))
+            _verify(self.info, path, _expected_checksum(self.info, npz, self.checksums), self.base_url)
+            return _read_or_move_aside(self.info, path, self.base_url, lambda p: _npz_arrays(p, str(p)))
         zpath = self._zip(zip_name)
-        with zipfile.ZipFile(zpath) as zf:
-            members = [m for m in zf.namelist() if m.rsplit("/", 1)[-1] == npz]
-            if not members:
-                raise ValueError(f"{zpath} has no member '{npz}'; is it {zip_name} from the npz release?")
-            raw = zf.read(members[0])
-        return _npz_arrays(io.BytesIO(raw), f"{zpath}:{members[0]}")
+        member = None
+        try:
+            with zipfile.ZipFile(zpath) as zf:
+                members = [m for m in zf.namelist() if m.rsplit("/", 1)[-1] == npz]
+                if not members:
+                    raise ValueError(f"{zpath} has no member '{npz}'; is it {zip_name} from the npz release?")
+                member = members[0]
+                raw = zf.read(member)
+            return _npz_arrays(io.BytesIO(raw), f"{zpath}:{member}")
+        except _UNREADABLE as err:
+            self._zips.pop(zip_name, None)
+            raise _unreadable(self.info, zpath, err, self.base_url, member) from err
 
 
 def load_imagenet32(

@@ -69,3 +69,126 @@ def test_downloaded_dataset_respects_the_umask(tmp_path, umask_022, monkeypatch)
     path = ds.fetch_file("kmnist", name, cache_dir=tmp_path / "dl", download=True, checksums=sums,
                          progress=False)
     assert mode(path) == 0o644
+
+
+# ---------------------------------------------------------------------------------------
+# Damaged dataset files
+# ---------------------------------------------------------------------------------------
+
+
+def truncate(path: Path, keep: float = 0.5) -> bytes:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return data[: int(len(data) * keep)]
+
+
+def test_truncated_imagenet_npz_names_the_file_and_is_moved_aside(tmp_path):
+    folder = tmp_path / "imnet"
+    fakedata.fake_imagenet32(folder, per_batch=3, n_val=2)
+    bad = folder / "train_data_batch_1.npz"
+    kept = truncate(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ds.UnverifiedFileWarning)
+        with pytest.raises(ds.CorruptFileError) as err:
+            ds.load_imagenet32(cache_dir=folder)
+    msg = str(err.value)
+    assert str(bad) in msg and "cannot be read" in msg
+    assert not bad.exists() and err.value.moved_to.read_bytes() == kept
+    assert err.value.moved_to.name.startswith("train_data_batch_1.npz.corrupt-")
+
+
+def test_damaged_member_of_imagenet_zip_is_reported_with_the_zip(tmp_path):
+    import zipfile
+
+    src = tmp_path / "src"
+    fakedata.fake_imagenet32(src, per_batch=3, n_val=2)
+    folder = tmp_path / "zips"
+    folder.mkdir()
+    zpath = folder / "Imagenet32_train_npz.zip"
+    with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for i in range(1, 11):
+            zf.write(src / f"train_data_batch_{i}.npz", f"Imagenet32_train_npz/train_data_batch_{i}.npz")
+    raw = bytearray(zpath.read_bytes())
+    raw[200] ^= 0xFF  # inside the first member's compressed data: a CRC or inflate error
+    zpath.write_bytes(bytes(raw))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ds.UnverifiedFileWarning)
+        with pytest.raises(ds.CorruptFileError) as err:
+            ds.load_imagenet32(cache_dir=folder, split="heldout", holdout=1)
+    assert str(zpath) in str(err.value) and "train_data_batch_1.npz" in str(err.value)
+    assert not zpath.exists() and err.value.moved_to.is_file()
+
+
+def test_truncated_gz_without_checksum_names_the_file(tmp_path):
+    folder = tmp_path / "k"
+    fakedata.fake_kmnist(folder, 20)
+    bad = folder / "train-images-idx3-ubyte.gz"
+    truncate(bad)
+    sums = {"train-images-idx3-ubyte.gz": None, "train-labels-idx1-ubyte.gz": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ds.UnverifiedFileWarning)
+        with pytest.raises(ds.CorruptFileError) as err:
+            ds.load_kmnist(cache_dir=folder, holdout=5, checksums=sums,
+                           base_url="https://mirror.example/kmnist/")
+    msg = str(err.value)
+    assert str(bad) in msg and "EOFError" in msg
+    assert "https://mirror.example/kmnist/train-images-idx3-ubyte.gz" in msg
+    assert not bad.exists() and err.value.moved_to.is_file()
+
+
+def test_truncated_cifar_tarball_is_moved_aside(tmp_path):
+    folder = tmp_path / "c"
+    fakedata.fake_cifar10(folder, per_batch=20)
+    bad = folder / "cifar-10-binary.tar.gz"
+    truncate(bad, 0.6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ds.UnverifiedFileWarning)
+        with pytest.raises(ds.CorruptFileError, match="cifar-10-binary.tar.gz"):
+            ds.load_cifar10(cache_dir=folder, holdout=5, checksums={bad.name: None})
+    assert not bad.exists()
+
+
+def test_checksum_mismatch_names_the_given_base_url(tmp_path):
+    folder = tmp_path / "k"
+    sums = fakedata.fake_kmnist(folder, 12)
+    wrong = dict(sums, **{"train-labels-idx1-ubyte.gz": "sha256:" + "0" * 64})
+    with pytest.raises(ds.ChecksumMismatchError) as err:
+        ds.load_kmnist(cache_dir=folder, holdout=5, checksums=wrong, base_url="https://mirror.example/k")
+    assert "https://mirror.example/k/train-labels-idx1-ubyte.gz" in str(err.value)
+    assert "codh.rois.ac.jp" not in str(err.value)
+    assert isinstance(err.value, ds.CorruptFileError)
+
+
+def test_part_files_of_a_killed_download_are_cleaned_up(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    sums = fakedata.fake_kmnist(tmp_path / "src", 12)
+    name = "train-labels-idx1-ubyte.gz"
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    # a download killed midway: its .part file stays behind
+    stale = folder / f".{name}.abc123.part"
+    stale.write_bytes(b"half a file")
+    # a download still running in another process holds a lock on its .part file
+    running = folder / f".{name}.live99.part"
+    running.write_bytes(b"in progress")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, sys, time\n"
+         f"f = open({str(running)!r}, 'rb+'); fcntl.flock(f, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        serve_bytes(monkeypatch, (tmp_path / "src" / name).read_bytes())
+        ds.fetch_file("kmnist", name, cache_dir=folder, download=True, checksums=sums, progress=False)
+        assert not stale.exists()
+        assert running.exists()  # not ours to remove
+        assert sorted(p.name for p in folder.iterdir()) == sorted([name, running.name])
+    finally:
+        holder.kill()
+        holder.wait()
+    # once its owner is gone, the next fetch of that file (already present) removes it
+    ds.fetch_file("kmnist", name, cache_dir=folder, checksums=sums)
+    assert [p.name for p in folder.iterdir()] == [name]
