@@ -121,9 +121,29 @@ def _layer_geometry(
     )
 
 
+def _host_rescaled(x):
+    """A NumPy (or nested-list) floating array divided by its largest absolute entry, so
+    that values too small for float32 (below 1.2e-38) survive the conversion to JAX's
+    default precision; anything else (JAX arrays, tracers, zero or non-finite arrays) as
+    it is."""
+    if isinstance(x, jax.Array) or isinstance(x, jax.core.Tracer):
+        return x
+    try:
+        arr = np.asarray(x)
+    except Exception:  # pragma: no cover - _as_array reports it
+        return x
+    if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0:
+        return x
+    with np.errstate(all="ignore"):
+        peak = np.max(np.abs(arr))
+    if not np.isfinite(peak) or peak == 0:
+        return x
+    return arr / peak
+
+
 def _check_pair(dW_a, dW_b) -> tuple[jax.Array, jax.Array]:
-    a = _as_array(dW_a, "dW_a")
-    b = _as_array(dW_b, "dW_b")
+    a = _as_array(_host_rescaled(dW_a), "dW_a")
+    b = _as_array(_host_rescaled(dW_b), "dW_b")
     if a.shape != b.shape:
         raise ValueError(
             f"`dW_a` and `dW_b` must have the same shape, got {tuple(a.shape)} and "
@@ -145,9 +165,19 @@ def _check_nonzero_finite(x: jax.Array, name: str) -> None:
         raise ValueError(f"`{name}` contains non-finite entries (nan or inf).")
     if not bool(jnp.any(x != 0)):
         raise ValueError(
-            f"`{name}` is identically zero: its Gram matrix is zero and the alignment "
-            "score (a cosine similarity) is undefined."
+            f"`{name}` is identically zero in {x.dtype} (every entry is 0, or below the "
+            f"smallest normal {x.dtype} number {float(jnp.finfo(x.dtype).tiny):.3g}, which "
+            "computations flush to zero): its Gram matrix is zero and the alignment score "
+            "(a cosine similarity) is undefined."
         )
+
+
+def _unit(x: jax.Array) -> jax.Array:
+    """``x / ||x||_F``, computed as ``y / ||y||_F`` with ``y = x / max|x|``: the squares of
+    entries of order 1e-30 (or 1e+30) would underflow (overflow) in float32, while those of
+    ``y`` lie in ``(0, 1]``. A zero ``x`` gives NaN (callers check for it first)."""
+    x = x / jnp.max(jnp.abs(x))
+    return x / jnp.linalg.norm(x.ravel())
 
 
 # --------------------------------------------------------------------------------------
@@ -326,9 +356,10 @@ def alignment_score(
     the smaller of the two sides; for convolutions the operator is applied to the
     standard basis of the smaller of its input (``H*W*c_in``) and output
     (``H'*W'*c_out``) spaces, ``chunk_size`` basis vectors at a time, and the three
-    inner products are accumulated. Both updates are first divided by their Frobenius
-    norms (the score is scale-invariant), so tiny or huge updates neither under- nor
-    overflow.
+    inner products are accumulated. Both updates are first divided by their largest
+    entry, then by their Frobenius norms (the score is scale-invariant), so tiny (1e-30)
+    or huge updates neither under- nor overflow; NumPy inputs are rescaled before they
+    are converted to JAX's float32.
 
     Args:
         dW_a, dW_b: updates of the same shape, dense ``(n_out, n_in)`` or HWIO
@@ -351,8 +382,7 @@ def alignment_score(
     kind, in_shape, stride, padding = _layer_geometry(a, "dW_a", input_shape, stride, padding)
     _check_nonzero_finite(a, "dW_a")
     _check_nonzero_finite(b, "dW_b")
-    a = a / jnp.linalg.norm(a.ravel())
-    b = b / jnp.linalg.norm(b.ravel())
+    a, b = _unit(a), _unit(b)
     if kind == "dense":
         sums = _dense_score_sums(a, b)
     else:
@@ -372,6 +402,12 @@ def alignment_score(
             chunk_size=int(min(chunk_size, dim)), side=side,
         )
     ab, aa, bb = (float(s) for s in sums)
+    if not all(math.isfinite(v) for v in (ab, aa, bb)):  # never a silent NaN
+        raise ValueError(
+            f"The alignment score of `dW_a` and `dW_b` could not be computed in "
+            f"{a.dtype} (non-finite intermediate sums {ab!r}, {aa!r}, {bb!r}); pass the "
+            "updates in float64 (jax.config.update('jax_enable_x64', True))."
+        )
     if aa == 0.0 or bb == 0.0:
         which = "dW_a" if aa == 0.0 else "dW_b"
         raise ValueError(
@@ -470,7 +506,7 @@ def probe_alignment_score(
     _check_nonzero_finite(a, "dW_a")
     _check_nonzero_finite(b, "dW_b")
     return _probe_score(
-        a, b, key, kind=kind, input_shape=in_shape, stride=stride, padding=padding,
+        _unit(a), _unit(b), key, kind=kind, input_shape=in_shape, stride=stride, padding=padding,
         n_batches=int(n_batches), batch_size=int(batch_size),
     )
 

@@ -192,3 +192,52 @@ def test_part_files_of_a_killed_download_are_cleaned_up(tmp_path, monkeypatch):
     # once its owner is gone, the next fetch of that file (already present) removes it
     ds.fetch_file("kmnist", name, cache_dir=folder, checksums=sums)
     assert [p.name for p in folder.iterdir()] == [name]
+
+
+# ---------------------------------------------------------------------------------------
+# The alignment score of tiny updates
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1e-40, 1e30])
+def test_alignment_score_of_tiny_or_huge_updates_is_the_scale_free_score(scale):
+    import jax.numpy as jnp
+
+    from alignlib.alignment import alignment_score
+
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
+    expected = alignment_score(a, b)
+    assert 0 < expected < 1
+    assert alignment_score(a * scale, b * scale) == pytest.approx(expected, rel=1e-5)
+    if 1e-37 < scale < 1e37:  # representable in float32: JAX arrays too
+        got = alignment_score(jnp.asarray(a * scale, jnp.float32), jnp.asarray(b * scale, jnp.float32))
+        assert got == pytest.approx(expected, rel=1e-5)
+    w = rng.normal(size=(3, 3, 2, 4))
+    v = 0.5 * w + rng.normal(size=w.shape)
+    conv = alignment_score(w, v, input_shape=(6, 6, 2))
+    assert alignment_score(w * scale, v * scale, input_shape=(6, 6, 2)) == pytest.approx(conv, rel=1e-5)
+
+
+def test_probe_alignment_score_of_tiny_updates_is_finite():
+    import jax
+
+    from alignlib.alignment import probe_alignment_score
+
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(5, 7)), rng.normal(size=(5, 7))
+    key = jax.random.PRNGKey(0)
+    expected = float(probe_alignment_score(a, b, key, n_batches=4))
+    got = float(probe_alignment_score(a * 1e-30, b * 1e-30, key, n_batches=4))
+    assert np.isfinite(got) and got == pytest.approx(expected, rel=1e-4)
+
+
+def test_alignment_score_of_updates_flushed_to_zero_raises_the_zero_error():
+    import jax.numpy as jnp
+
+    from alignlib.alignment import alignment_score
+
+    b = np.random.default_rng(0).normal(size=(5, 7))
+    for zero in (np.zeros((5, 7)), jnp.full((5, 7), 1e-44, jnp.float32)):
+        with pytest.raises(ValueError, match="identically zero"):
+            alignment_score(zero, b)
