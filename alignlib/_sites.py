@@ -30,6 +30,7 @@ from typing import Any, Callable, Literal, NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 Array = jax.Array
@@ -89,6 +90,15 @@ def _init_weight(key: Array, shape: tuple[int, ...], fan_in: int, parameterizati
     if zero:
         return jnp.zeros(shape), multiplier, 0.0
     return std * jax.random.normal(key, shape), multiplier, std
+
+
+def check_size(name: str, value) -> int:
+    """A layer size, stride or count as a Python int; a clear error unless it is an integer
+    (Python or NumPy, not bool) >= 1."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)) \
+            or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
 
 
 def check_bias_multiplier(value) -> float:
@@ -198,10 +208,7 @@ class Dense(Site):
                  parameterization: Parameterization = "ntk", bias: bool = True,
                  hidden_input: bool = False, zero_init: bool = False,
                  bias_multiplier: float = 1.0):
-        if n_in < 1:
-            raise ValueError(f"n_in must be >= 1, got {n_in}")
-        if n_out < 1:
-            raise ValueError(f"n_out must be >= 1, got {n_out}")
+        n_in, n_out = check_size("n_in", n_in), check_size("n_out", n_out)
         self.bias_multiplier = check_bias_multiplier(bias_multiplier)
         self.weight, self.multiplier, self.init_std = _init_weight(
             key, (n_out, n_in), n_in, parameterization, zero_init)
@@ -229,12 +236,10 @@ class Conv(Site):
                  normalize: bool = True, hidden_input: bool = False,
                  bias_multiplier: float = 1.0):
         self.bias_multiplier = check_bias_multiplier(bias_multiplier)
-        if c_out < 1:
-            raise ValueError(f"width (c_out) must be >= 1, got {c_out}")
-        if stride < 1:
-            raise ValueError(f"stride must be >= 1, got {stride}")
-        if kernel_size < 1:
-            raise ValueError(f"kernel_size must be >= 1, got {kernel_size}")
+        c_in = check_size("c_in", c_in)
+        c_out = check_size("width (c_out)", c_out)
+        stride = check_size("stride", stride)
+        kernel_size = check_size("kernel_size", kernel_size)
         fan_in = kernel_size * kernel_size * c_in
         self.weight, self.multiplier, self.init_std = _init_weight(
             key, (kernel_size, kernel_size, c_in, c_out), fan_in, parameterization, False)

@@ -13,14 +13,13 @@ from typing import Sequence
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from alignlib._sites import Array, Conv, Dense, Parameterization, Site, each, first_stream, relu
+from alignlib._sites import (Array, Conv, Dense, Parameterization, Site, check_size, each,
+                             first_stream, relu)
 
-
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, (int,)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+_check_positive = check_size  # a positive integer (Python or NumPy) as an int, or ValueError
 
 
 def _check_input(x, expected: tuple[int, ...], what: str) -> None:
@@ -48,12 +47,11 @@ class MLP(eqx.Module):
     def __init__(self, input_shape: int | Sequence[int], width: int, depth: int,
                  n_outputs: int, *, key: Array, parameterization: Parameterization = "ntk",
                  bias_multiplier: float = 1.0):
-        input_shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
-        for dim in input_shape:
-            _check_positive("input_shape entries", dim)
-        _check_positive("width", width)
-        _check_positive("depth", depth)
-        _check_positive("n_outputs", n_outputs)
+        input_shape = (input_shape,) if np.ndim(input_shape) == 0 else tuple(input_shape)
+        input_shape = tuple(_check_positive("input_shape entries", dim) for dim in input_shape)
+        width = _check_positive("width", width)
+        depth = _check_positive("depth", depth)
+        n_outputs = _check_positive("n_outputs", n_outputs)
         d = 1
         for dim in input_shape:
             d *= dim
@@ -99,14 +97,12 @@ class ConvNet(eqx.Module):
         input_shape = tuple(input_shape)
         if len(input_shape) != 3:
             raise ValueError(f"input_shape must be (H, W, C), got {input_shape!r}")
-        for dim in input_shape:
-            _check_positive("input_shape entries", dim)
-        _check_positive("width", width)
-        _check_positive("n_outputs", n_outputs)
+        input_shape = tuple(_check_positive("input_shape entries", dim) for dim in input_shape)
+        width = _check_positive("width", width)
+        n_outputs = _check_positive("n_outputs", n_outputs)
         if len(strides) < 1:
             raise ValueError("strides must list at least one convolution")
-        for s in strides:
-            _check_positive("strides entries", s)
+        strides = tuple(_check_positive("strides entries", s) for s in strides)
         keys = jax.random.split(key, len(strides) + 1)
         channels = [input_shape[-1]] + [width] * len(strides)
         self.convs = tuple(
@@ -148,9 +144,9 @@ class RNN(eqx.Module):
 
     def __init__(self, n_inputs: int, width: int, n_outputs: int = 1, *, key: Array,
                  parameterization: Parameterization = "ntk"):
-        _check_positive("n_inputs", n_inputs)
-        _check_positive("width", width)
-        _check_positive("n_outputs", n_outputs)
+        n_inputs = _check_positive("n_inputs", n_inputs)
+        width = _check_positive("width", width)
+        n_outputs = _check_positive("n_outputs", n_outputs)
         k_in, k_rec, k_out, k_h0 = jax.random.split(key, 4)
         self.input = Dense(n_inputs, width, key=k_in, parameterization=parameterization)
         self.recurrent = Dense(width, width, key=k_rec, parameterization=parameterization,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
+import numbers
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -207,6 +209,100 @@ def _compiled_evaluate(loss_fn: LossFn, batch_size: int, classification: bool) -
         make_evaluate(loss_fn, batch_size, classification), in_axes=(0, None, None)))
 
 
+def _count(name: str, value, low: int) -> int:
+    """An integer argument (Python or NumPy) ``>= low``, as an int; a ValueError naming it."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)):
+        raise ValueError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value!r}")
+    return int(value)
+
+
+def _scalar_or_list(name: str, value) -> list:
+    """A scalar (Python or NumPy, or a 0-d array) as a one-item list; a sequence as a list."""
+    if np.ndim(value) == 0 and not isinstance(value, (str, bytes)):
+        return [value.item() if hasattr(value, "item") else value]
+    try:
+        return [v.item() if hasattr(v, "item") and np.ndim(v) == 0 else v for v in value]
+    except TypeError:
+        raise ValueError(f"{name} must be a number or a list of numbers, got {value!r}") from None
+
+
+def _learning_rates(value) -> list[float]:
+    lrs = _scalar_or_list("learning_rates", value)
+    bad = [lr for lr in lrs if isinstance(lr, bool) or not isinstance(lr, numbers.Real)
+           or not math.isfinite(lr) or lr <= 0]
+    if not lrs or bad:
+        raise ValueError(f"learning_rates must be positive finite numbers, got {value!r}"
+                         + (f" ({bad[0]!r} is not)" if bad else " (no learning rate)"))
+    return [float(lr) for lr in lrs]
+
+
+def _seeds(value) -> list[int]:
+    seeds = _scalar_or_list("seeds", value)
+    if not seeds:
+        raise ValueError("seeds must list at least one seed")
+    return [_count("each seed", s, 0) for s in seeds]
+
+
+def _check_finite(name: str, a) -> None:
+    """ValueError naming ``name`` unless every entry of ``a`` is finite; checked a block of
+    rows at a time, so a large data set needs no second copy of itself in memory."""
+    xp = jnp if isinstance(a, jax.Array) else np
+    per_row = max(1, math.prod(a.shape[1:]))
+    step = max(1, (1 << 24) // per_row)
+    n_nan = n_inf = 0
+    first = None
+    for start in range(0, a.shape[0], step):
+        block = a[start:start + step]
+        if bool(xp.all(xp.isfinite(block))):
+            continue
+        block = np.asarray(block)
+        nan, bad = np.isnan(block), ~np.isfinite(block)
+        n_nan += int(nan.sum())
+        n_inf += int(bad.sum()) - int(nan.sum())
+        if first is None:
+            first = start + int(np.argwhere(bad)[0][0])
+    if first is not None:
+        what = " and ".join(w for w in (f"{n_nan} NaN" if n_nan else "",
+                                          f"{n_inf} infinite" if n_inf else "") if w)
+        raise ValueError(f"{name} contains {what} value(s) (the first in row {first} of "
+                         f"{a.shape[0]}); train needs finite inputs and targets")
+
+
+def _check_data(data) -> dict[str, Any]:
+    """The four arrays of ``data``, checked: numeric, finite, one row per example in both
+    ``x`` and ``y`` of each split, the same example shape in both splits. Every problem is
+    a ValueError naming the array."""
+    arrays = {}
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        if not hasattr(data, name):
+            raise ValueError(f"data must have x_train, y_train, x_test and y_test (an "
+                             f"alignlib.data.Dataset); {type(data).__name__} has no {name}")
+        a = getattr(data, name)
+        a = a if isinstance(a, jax.Array) else np.asarray(a)
+        if a.ndim < 1:
+            raise ValueError(f"data.{name} must have one row per example, got a scalar")
+        if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise ValueError(f"data.{name} must hold numbers, got dtype {a.dtype}")
+        if np.issubdtype(a.dtype, np.floating):
+            _check_finite(f"data.{name}", a)
+        arrays[name] = a
+    for split in ("train", "test"):
+        x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
+        if x.shape[0] != y.shape[0]:
+            raise ValueError(f"data.x_{split} has {x.shape[0]} rows but data.y_{split} has "
+                             f"{y.shape[0]}: one target per example is needed")
+    for kind in ("x", "y"):
+        tr, te = arrays[f"{kind}_train"].shape[1:], arrays[f"{kind}_test"].shape[1:]
+        if tr != te:
+            raise ValueError(f"data.{kind}_train has examples of shape {tr} but data.{kind}_test "
+                             f"of shape {te}")
+    if arrays["x_train"].shape[0] == 0:
+        raise ValueError("data.x_train is empty: nothing to train on")
+    return arrays
+
+
 def _stack(trees: Sequence[Any]):
     return jax.tree.map(lambda *a: jnp.stack(a) if eqx.is_array(a[0]) else a[0], *trees)
 
@@ -241,24 +337,29 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     The held-out set is evaluated whole, every example once, in batches of at most
     ``eval_batch_size`` (default: ``batch_size``) of near-equal size
     (:func:`evaluation_batches`).
+
+    Checked before anything is compiled (ValueError naming the argument or array): the
+    four arrays hold finite numbers (a NaN in the data is an error, not a divergence),
+    ``x`` and ``y`` of each split have the same number of rows and both splits the same
+    example shape; counts are integers and learning rates positive finite numbers
+    (NumPy scalars and arrays are accepted).
     """
     rule = get_rule(rule)
-    seeds = [seeds] if isinstance(seeds, int) else list(seeds)
-    lrs = [learning_rates] if isinstance(learning_rates, (int, float)) else list(learning_rates)
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
-    if not seeds:
-        raise ValueError("seeds must list at least one seed")
-    if not lrs or any(not np.isfinite(lr) or lr <= 0 for lr in lrs):
-        raise ValueError(f"learning_rates must be positive numbers, got {lrs}")
-    if batch_size < 1 or batch_size > len(data.x_train):
+    seeds = _seeds(seeds)
+    lrs = _learning_rates(learning_rates)
+    epochs = _count("epochs", epochs, 0)
+    min_epochs = _count("min_epochs", min_epochs, 0)
+    arrays = _check_data(data)
+    n_train, n_test = arrays["x_train"].shape[0], arrays["x_test"].shape[0]
+    batch_size = _count("batch_size", batch_size, 1)
+    if batch_size > n_train:
         raise ValueError(
-            f"batch_size must be between 1 and the training-set size {len(data.x_train)}, "
+            f"batch_size must be between 1 and the training-set size {n_train}, "
             f"got {batch_size}")
-    if len(data.x_test) == 0:
+    if n_test == 0:
         raise ValueError("the held-out set is empty: train needs held-out examples to evaluate")
-    eval_batch_size = eval_batch_size or batch_size
-    evaluation_batches(len(data.x_test), eval_batch_size)  # checks eval_batch_size
+    eval_batch_size = batch_size if eval_batch_size is None else _count("eval_batch_size", eval_batch_size, 1)
+    evaluation_batches(n_test, eval_batch_size)
     if convergence_tolerance is not None:
         convergence_tolerance = check_tolerance(convergence_tolerance)
     if isinstance(eval_every, bool) or not isinstance(eval_every, (int, np.integer)) or eval_every < 1:
@@ -271,8 +372,8 @@ def train(make_model: Callable[[Array], Any], rule: str | LearningRule, data, *,
     grid = list(itertools.product(seeds, lrs))
     runs = pd.DataFrame({"run": range(len(grid)), "seed": [s for s, _ in grid],
                          "lr": [lr for _, lr in grid]})
-    x_train, y_train = jnp.asarray(data.x_train), jnp.asarray(data.y_train)
-    x_test, y_test = jnp.asarray(data.x_test), jnp.asarray(data.y_test)
+    x_train, y_train = jnp.asarray(arrays["x_train"]), jnp.asarray(arrays["y_train"])
+    x_test, y_test = jnp.asarray(arrays["x_test"]), jnp.asarray(arrays["y_test"])
 
     models, states, opt_states, keys = [], [], [], []
     for seed, lr in grid:

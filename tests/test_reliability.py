@@ -241,3 +241,88 @@ def test_alignment_score_of_updates_flushed_to_zero_raises_the_zero_error():
     for zero in (np.zeros((5, 7)), jnp.full((5, 7), 1e-44, jnp.float32)):
         with pytest.raises(ValueError, match="identically zero"):
             alignment_score(zero, b)
+
+
+# ---------------------------------------------------------------------------------------
+# train() refuses bad data up front and takes NumPy scalars
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def small_digits():
+    from alignlib.data import load_digits
+
+    return load_digits(n_train=60, holdout=30)
+
+
+def tiny_mlp(key):
+    import alignlib as al
+
+    return al.MLP((8, 8, 1), 8, 1, 10, key=key)
+
+
+def replaced(data, **arrays):
+    import dataclasses
+
+    return dataclasses.replace(data, **arrays)
+
+
+def with_value(array, index, value):
+    out = np.array(array, copy=True)
+    out[index] = value
+    return out
+
+
+@pytest.mark.parametrize("name, index, value, expected", [
+    ("x_train", (3, 2, 2, 0), np.nan, r"data\.x_train contains 1 NaN value\(s\) \(the first in row 3 of 60\)"),
+    ("y_train", (7, 1), np.inf, r"data\.y_train contains 1 infinite value\(s\) \(the first in row 7"),
+    ("x_test", (0, 0, 0, 0), np.nan, r"data\.x_test contains 1 NaN"),
+    ("y_test", (5, 0), -np.inf, r"data\.y_test contains 1 infinite"),
+])
+def test_train_refuses_non_finite_data(small_digits, name, index, value, expected):
+    import alignlib as al
+
+    bad = replaced(small_digits, **{name: with_value(getattr(small_digits, name), index, value)})
+    with pytest.raises(ValueError, match=expected):
+        al.train(tiny_mlp, "backprop", bad, epochs=1, batch_size=20, progress=False)
+
+
+def test_train_refuses_row_count_mismatch(small_digits):
+    import alignlib as al
+
+    bad = replaced(small_digits, y_train=small_digits.y_train[:-1])
+    with pytest.raises(ValueError, match=r"data\.x_train has 60 rows but data\.y_train has 59"):
+        al.train(tiny_mlp, "backprop", bad, epochs=1, batch_size=20, progress=False)
+    bad = replaced(small_digits, x_test=small_digits.x_test[:, :4])
+    with pytest.raises(ValueError, match=r"data\.x_train has examples of shape \(8, 8, 1\) but data\.x_test"):
+        al.train(tiny_mlp, "backprop", bad, epochs=1, batch_size=20, progress=False)
+
+
+def test_train_and_models_take_numpy_scalars(small_digits):
+    import alignlib as al
+
+    def model(key):
+        return al.MLP((np.int64(8), 8, 1), np.int64(16), np.int32(1), np.int64(10), key=key)
+
+    kw = dict(epochs=np.int64(1), batch_size=np.int64(20), progress=False)
+    res = al.train(model, "backprop", small_digits, learning_rates=np.float32(0.5), seeds=np.int64(2), **kw)
+    assert res.runs.lr.tolist() == [0.5] and res.runs.seed.tolist() == [2]
+    same = al.train(model, "backprop", small_digits, learning_rates=0.5, seeds=2, epochs=1, batch_size=20,
+                    progress=False)
+    a = res.history.query("metric == 'heldout_loss'").value.to_numpy()
+    np.testing.assert_allclose(a, same.history.query("metric == 'heldout_loss'").value.to_numpy())
+    res = al.train(model, "backprop", small_digits, learning_rates=np.array([0.5, 1.0]), seeds=[np.int64(0)], **kw)
+    assert res.runs.lr.tolist() == [0.5, 1.0]
+    conv = al.ConvNet((8, 8, 1), np.int64(4), np.int64(10), strides=(np.int64(1), np.int64(2)),
+                      key=__import__("jax").random.PRNGKey(0))
+    assert conv.convs[1].stride == 2 and type(conv.convs[1].stride) is int
+    rnn = al.RNN(np.int64(1), np.int64(8), key=__import__("jax").random.PRNGKey(0))
+    assert rnn.recurrent.weight.shape == (8, 8)
+    for bad in (16.0, True, np.float64(16), 0):
+        with pytest.raises(ValueError, match="width must be a positive integer"):
+            al.MLP(4, bad, 1, 1, key=__import__("jax").random.PRNGKey(0))
+    for bad in (np.nan, np.float32("inf"), -1.0, [0.5, 0.0], "fast", True):
+        with pytest.raises(ValueError, match="learning_rates must be positive finite numbers"):
+            al.train(model, "backprop", small_digits, learning_rates=bad, **kw)
+    with pytest.raises(ValueError, match="epochs must be an integer"):
+        al.train(model, "backprop", small_digits, learning_rates=0.5, epochs=1.5, progress=False)
