@@ -326,3 +326,25 @@ def test_train_and_models_take_numpy_scalars(small_digits):
             al.train(model, "backprop", small_digits, learning_rates=bad, **kw)
     with pytest.raises(ValueError, match="epochs must be an integer"):
         al.train(model, "backprop", small_digits, learning_rates=0.5, epochs=1.5, progress=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Packaging metadata
+# ---------------------------------------------------------------------------------------
+
+
+def test_license_is_an_spdx_expression_with_its_file():
+    """setuptools stops accepting ``license = {text = ...}`` in February 2027; the SPDX
+    string and ``license-files`` (PEP 639) need setuptools >= 77."""
+    import re
+    import tomllib
+
+    from helpers import REPO
+
+    meta = tomllib.loads((REPO / "pyproject.toml").read_text())
+    project = meta["project"]
+    assert isinstance(project["license"], str) and project["license"] == "MIT"
+    assert project["license-files"] and all((REPO / f).is_file() for f in project["license-files"])
+    assert "MIT License" in (REPO / "LICENSE").read_text()
+    (setuptools,) = [r for r in meta["build-system"]["requires"] if r.startswith("setuptools")]
+    assert int(re.search(r">=\s*(\d+)", setuptools).group(1)) >= 77
