@@ -12,6 +12,10 @@ the execution of chapters (imports papermill lazily).
   (:func:`alignbook.site.render_site`) into ``_build/<profile>/html``;
 - :func:`run_chapter` executes one chapter with extra overrides into
   ``_build/runs/<profile>/``.
+
+Builds of one profile take turns: each holds ``_build/<profile>.lock`` (an exclusive
+``flock``) while it executes chapters and renders the site; a second build waits, saying
+which process it waits for.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import dataclasses
 import json
 import os
 import sys
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -227,6 +233,10 @@ class Book:
 
     def html_dir(self, profile: str) -> Path:
         return self.build_dir / profile / "html"
+
+    def lock_path(self, profile: str) -> Path:
+        """The lock file that builds of ``profile`` take turns on."""
+        return self.build_dir / f"{profile}.lock"
 
     def profiles_path(self) -> Path:
         return self.root / PROFILES_FILE
@@ -511,9 +521,10 @@ def _execute_job(job: dict[str, Any]) -> dict[str, Any]:
     os.environ.update(job["env"])
     output = Path(job["output"])
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".running-{output.name}")
+    # private to this execution: two runs of one chapter at once never share a file
+    tmp = output.with_name(f".running-{uuid.uuid4().hex[:8]}-{output.name}")
     failed = output.with_name(f"{output.stem}.failed.ipynb")
-    manifest = Path(job["env"][_results.MANIFEST_ENV])
+    manifest = Path(job["env"][_results.MANIFEST_ENV])  # private to this execution too
     manifest.unlink(missing_ok=True)
     t0 = time.perf_counter()
     result: dict[str, Any] = {"ok": True}
@@ -529,6 +540,10 @@ def _execute_job(job: dict[str, Any]) -> dict[str, Any]:
             "ename": exc.ename, "evalue": exc.evalue, "source": exc.source}}
     except Exception as exc:  # kernel died, bad notebook, ...
         result = {"ok": False, "error": {"kind": "other", "ename": type(exc).__name__, "evalue": str(exc)}}
+    except BaseException:  # interrupted: leave nothing half-written behind
+        tmp.unlink(missing_ok=True)
+        manifest.unlink(missing_ok=True)
+        raise
     result["seconds"] = time.perf_counter() - t0
     if result["ok"]:
         os.replace(tmp, output)
@@ -547,8 +562,19 @@ def _execute_job(job: dict[str, Any]) -> dict[str, Any]:
                 if entry["path"] not in seen:
                     seen.add(entry["path"])
                     stores.append(entry)
+    # beside the executed notebook, where the scorecard looks for the result folders it used
+    public = _manifest_path(output)
+    if manifest.is_file():
+        os.replace(manifest, public)
+    else:
+        public.unlink(missing_ok=True)
     result["stores"] = stores
     return result
+
+
+def _manifest_path(output: Path) -> Path:
+    """Where the result folders an executed notebook used are listed (one JSON per line)."""
+    return output.with_name(f".{output.stem}.stores.jsonl")
 
 
 def results_folder(book: Book) -> Path:
@@ -563,7 +589,7 @@ def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompu
         "JUPYTER_PATH": os.pathsep.join(
             [str(_kernel_dir(book))] + [p for p in os.environ.get("JUPYTER_PATH", "").split(os.pathsep) if p]),
         _results.RESULTS_ENV: str(results_folder(book)),
-        _results.MANIFEST_ENV: str(output.with_name(f".{output.stem}.stores.jsonl")),
+        _results.MANIFEST_ENV: str(output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.stores.jsonl.tmp")),
         _results.RECOMPUTE_ENV: "1" if recompute else os.environ.get(_results.RECOMPUTE_ENV, ""),
         "PYTHONUNBUFFERED": "1",
     }
@@ -649,6 +675,62 @@ def run_chapter(
     return run
 
 
+#: Locks held by this process: ``{(lock file, thread id): depth}`` (re-entrant per thread).
+_HELD_LOCKS: dict[tuple[str, int], int] = {}
+
+
+def _lock_holder(path: Path) -> str:
+    """Who holds a profile lock, from the pid its holder writes into it."""
+    for _ in range(20):  # the holder writes its pid just after taking the lock
+        with contextlib.suppress(OSError, ValueError):
+            text = path.read_text(encoding="utf-8").strip()
+            if text:
+                return f"pid {int(text.split()[0])}"
+        time.sleep(0.05)
+    return "pid unknown"
+
+
+@contextlib.contextmanager
+def profile_lock(book: Book, profile: str, echo=print):
+    """Hold ``_build/<profile>.lock`` (an exclusive ``flock``) for the block, so that two
+    builds of one profile never write the same executed notebooks, staging folder or site
+    at once. A build that has to wait says so once, naming the process it waits for.
+    Re-entrant within a thread; no lock where ``fcntl`` is missing (Windows)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    path = book.lock_path(profile)
+    key = (str(path), threading.get_ident())
+    if key in _HELD_LOCKS:
+        _HELD_LOCKS[key] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[key] -= 1
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            echo(f"  waiting for another build of profile {profile!r} ({_lock_holder(path)}) "
+                 f"to finish; lock file: {path}")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        _HELD_LOCKS[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD_LOCKS[key]
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def build(
     book: Book,
     profile: str = "cpu",
@@ -673,6 +755,13 @@ def build(
     for chapter in profiles[profile]:
         _check_profile_chapter(book, profile, chapter, profiles[profile][chapter])
     params = {c: resolve_parameters(book, c, profile, profiles) for c in selected}
+    with profile_lock(book, profile, echo):
+        return _build_locked(book, profile, selected, params, jobs, recompute, site, echo)
+
+
+def _build_locked(book: Book, profile: str, selected: list[str], params: dict[str, dict[str, Any]],
+                  jobs: int, recompute: bool, site: bool, echo) -> tuple[list[ChapterRun], Path | None]:
+    """:func:`build` once the parameters are checked and the profile's lock is held."""
     echo(f"Executing {len(selected)} chapter(s) with profile {profile!r}"
          + (f" ({jobs} at a time)" if jobs > 1 and len(selected) > 1 else ""))
     t0 = time.perf_counter()

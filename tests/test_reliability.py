@@ -348,3 +348,138 @@ def test_license_is_an_spdx_expression_with_its_file():
     assert "MIT License" in (REPO / "LICENSE").read_text()
     (setuptools,) = [r for r in meta["build-system"]["requires"] if r.startswith("setuptools")]
     assert int(re.search(r">=\s*(\d+)", setuptools).group(1)) >= 77
+
+
+# ---------------------------------------------------------------------------------------
+# Two builds of one profile take turns
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def book_env(tmp_path, monkeypatch):
+    """Results and build folders of a test book, never the reader's."""
+    from alignbook import results as R
+
+    monkeypatch.setenv(R.RESULTS_ENV, str(tmp_path / "results"))
+    monkeypatch.delenv(R.RECOMPUTE_ENV, raising=False)
+    monkeypatch.delenv("ALIGNBOOK_BUILD", raising=False)
+    return tmp_path
+
+
+def test_builds_of_one_profile_take_turns(book_env, monkeypatch):
+    """Two builds of one profile at once: the second waits for the first (saying once
+    which process it waits for) instead of deleting the staging folder under it."""
+    import threading
+    import time
+
+    import alignbook as B
+    from alignbook import pipeline, site
+    from test_book_pipeline import make_book
+
+    root = make_book(book_env / "b")
+    spans: list[tuple[str, float, float]] = []
+
+    def fake_execute(job):
+        start = time.monotonic()
+        time.sleep(0.3)
+        Path(job["output"]).parent.mkdir(parents=True, exist_ok=True)
+        Path(job["output"]).write_text("{}")
+        spans.append(("execute", start, time.monotonic()))
+        return {"ok": True, "seconds": 0.3, "stores": []}
+
+    def fake_render(book, profile, echo=print):
+        start = time.monotonic()
+        staging = book.build_dir / "staging" / profile
+        staging.mkdir(parents=True, exist_ok=True)
+        time.sleep(0.3)
+        assert staging.is_dir()  # nobody removed it meanwhile
+        spans.append(("site", start, time.monotonic()))
+        return book.html_dir(profile)
+
+    monkeypatch.setattr(pipeline, "_execute_job", fake_execute)
+    monkeypatch.setattr(site, "render_site", fake_render)
+    logs: list[list[str]] = [[], []]
+    errors: list[BaseException] = []
+
+    def one_build(i):
+        try:
+            B.build(B.Book(root), "tiny", echo=logs[i].append)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one_build, args=(i,)) for i in range(2)]
+    threads[0].start()
+    time.sleep(0.1)
+    threads[1].start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    # one build's execute and site, then the other's: never interleaved
+    assert [kind for kind, *_ in spans] == ["execute", "site", "execute", "site"]
+    assert spans[1][2] <= spans[2][1]
+    waiting = [line for log in logs for line in log if "waiting for another build" in line]
+    assert len(waiting) == 1
+    assert f"waiting for another build of profile 'tiny' (pid {os.getpid()})" in waiting[0]
+    assert str(B.Book(root).lock_path("tiny")) in waiting[0]
+    # a build of another profile does not wait
+    logs[0].clear()
+    with pipeline.profile_lock(B.Book(root), "tiny", echo=logs[0].append):
+        B.build(B.Book(root), "cpu", echo=logs[0].append, site=False)
+    assert not [line for line in logs[0] if "waiting" in line]
+
+
+def test_lock_names_the_process_holding_it(book_env, capfd):
+    """Another process holds the profile's lock: the build waits, naming that process."""
+    import subprocess
+    import sys
+    import time
+
+    import alignbook as B
+    from test_book_pipeline import make_book
+
+    root = make_book(book_env / "b")
+    lock = B.Book(root).lock_path("tiny")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR | os.O_CREAT)\n"
+         "fcntl.flock(fd, fcntl.LOCK_EX); os.ftruncate(fd, 0); os.write(fd, f'{os.getpid()}\\n'.encode())\n"
+         "print('locked', flush=True); time.sleep(1.5)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        lines: list[str] = []
+        t0 = time.monotonic()
+        from alignbook import pipeline
+
+        with pipeline.profile_lock(B.Book(root), "tiny", echo=lines.append):
+            waited = time.monotonic() - t0
+            assert lock.read_text().strip() == str(os.getpid())
+    finally:
+        holder.kill()
+        holder.wait()
+    assert waited > 0.5
+    assert lines == [f"  waiting for another build of profile 'tiny' (pid {holder.pid}) to finish; "
+                     f"lock file: {lock}"]
+
+
+@pytest.mark.slow
+def test_two_build_processes_of_one_profile_both_succeed(book_env):
+    """The reported collision, with two real ``alignbook build`` processes and the site."""
+    import subprocess
+    import sys
+    import time
+
+    from test_book_pipeline import make_book
+
+    root = make_book(book_env / "b")
+    cmd = [sys.executable, "-m", "alignbook.cli", "--root", str(root), "build", "--profile", "tiny"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    second = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outs = [p.communicate(timeout=600) for p in (first, second)]
+    assert first.returncode == 0, outs[0]
+    assert second.returncode == 0, outs[1]
+    assert f"waiting for another build of profile 'tiny' (pid {first.pid})" in outs[1][0]
+    assert (root / "_build" / "tiny" / "html" / "book" / "mini.html").is_file()
