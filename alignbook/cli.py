@@ -11,13 +11,16 @@ Usage::
 
 Run it from the book's folder (the one with ``_toc.yml``) or below it, or give
 ``--root``. Exit status: 0 success, 1 a chapter or the site build failed,
-2 bad arguments, profiles or parameters (nothing was executed).
+2 bad arguments, profiles or parameters (nothing was executed), 128 + the signal's
+number when stopped by SIGINT (130) or SIGTERM (143), after stopping every process
+the build started.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import textwrap
 import time
@@ -290,6 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     except _book.BookError as exc:
         print(f"alignbook: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM; the build's processes are stopped
+        signum = getattr(exc, "signum", signal.SIGINT)
+        print(f"alignbook: {exc or 'interrupted'}", file=sys.stderr)
+        return 128 + int(signum)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,9 @@ the execution of chapters (imports papermill lazily).
 
 Builds of one profile take turns: each holds ``_build/<profile>.lock`` (an exclusive
 ``flock``) while it executes chapters and renders the site; a second build waits, saying
-which process it waits for.
+which process it waits for. A stopped build (SIGTERM, SIGINT) stops its worker processes
+and their kernels, and workers whose main process died exit on their own
+(:mod:`alignbook._procs`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import yaml
 
+from alignbook import _procs
 from alignbook import results as _results
 from alignbook.glue import format_value
 
@@ -597,6 +600,28 @@ def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompu
             "cwd": str(nb.parent), "env": env, "alone": book.runs_alone(chapter)}
 
 
+@contextlib.contextmanager
+def _worker_pool(n_workers: int):
+    """A pool of spawned worker processes that never outlives the block: when the block
+    ends with an exception (an interrupt, a failure), the workers and everything they
+    started (their kernels) are stopped instead of being waited for. The workers exit on
+    their own when this process dies (:func:`alignbook._procs.worker_init`)."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    pool = cf.ProcessPoolExecutor(max_workers=n_workers, mp_context=mp.get_context("spawn"),
+                                  initializer=_procs.worker_init, initargs=(os.getpid(),))
+    try:
+        yield pool
+    except BaseException:
+        workers = list((getattr(pool, "_processes", None) or {}).keys())
+        trees = [p for w in workers for p in [w, *_procs.descendants(w)]]
+        _procs.terminate(trees)
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def _run_jobs(jobs: list[dict[str, Any]], n_jobs: int, echo) -> list[ChapterRun]:
     runs: list[ChapterRun] = []
 
@@ -619,21 +644,21 @@ def _run_jobs(jobs: list[dict[str, Any]], n_jobs: int, echo) -> list[ChapterRun]
             os.environ.update(saved)
     else:
         import concurrent.futures as cf
-        import multiprocessing as mp
 
         if "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ:
             # several JAX processes share one accelerator: do not let each grab 75%
             for job in jobs:
                 job["env"]["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"
         together = [job for job in jobs if not job.get("alone")]
-        with cf.ProcessPoolExecutor(max_workers=n_jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_execute_job, job): job for job in together}
-            for fut in cf.as_completed(futures):
-                finish(futures[fut], fut.result())
+        if together:
+            with _worker_pool(n_jobs) as pool:
+                futures = {pool.submit(_execute_job, job): job for job in together}
+                for fut in cf.as_completed(futures):
+                    finish(futures[fut], fut.result())
         for job in jobs:  # chapters that time themselves: one at a time, after the others
             if job.get("alone"):
                 echo(f"  {job['chapter']:<16} running alone ...")
-                with cf.ProcessPoolExecutor(max_workers=1, mp_context=mp.get_context("spawn")) as pool:
+                with _worker_pool(1) as pool:
                     finish(job, pool.submit(_execute_job, job).result())
     order = {job["chapter"]: i for i, job in enumerate(jobs)}
     runs.sort(key=lambda r: order[r.chapter])
@@ -669,7 +694,8 @@ def run_chapter(
     output = book.build_dir / "runs" / profile / f"{chapter}{suffix}.ipynb"
     echo(f"Running chapter {chapter!r} with profile {profile!r}: "
          + ", ".join(f"{k}={format_value(v)}" for k, v in params.items()))
-    (run,) = _run_jobs([_job(book, chapter, params, output, recompute)], 1, echo)
+    with _procs.stop_tree_on_signals(echo):
+        (run,) = _run_jobs([_job(book, chapter, params, output, recompute)], 1, echo)
     if not run.ok:
         raise ChapterFailed(run.failure_message())
     return run
@@ -755,7 +781,7 @@ def build(
     for chapter in profiles[profile]:
         _check_profile_chapter(book, profile, chapter, profiles[profile][chapter])
     params = {c: resolve_parameters(book, c, profile, profiles) for c in selected}
-    with profile_lock(book, profile, echo):
+    with _procs.stop_tree_on_signals(echo), profile_lock(book, profile, echo):
         return _build_locked(book, profile, selected, params, jobs, recompute, site, echo)
 
 

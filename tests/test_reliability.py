@@ -483,3 +483,94 @@ def test_two_build_processes_of_one_profile_both_succeed(book_env):
     assert second.returncode == 0, outs[1]
     assert f"waiting for another build of profile 'tiny' (pid {first.pid})" in outs[1][0]
     assert (root / "_build" / "tiny" / "html" / "book" / "mini.html").is_file()
+
+
+# ---------------------------------------------------------------------------------------
+# A stopped build stops its processes
+# ---------------------------------------------------------------------------------------
+
+
+SLEEPER = ('import os, pathlib, time\n'
+           'pathlib.Path(os.environ["STAMPS"], "{name}").write_text(f"{{os.getpid()}} {{os.getppid()}}")\n'
+           'time.sleep(60)\n'
+           'pathlib.Path(os.environ["STAMPS"], "{name}.finished").write_text("")')
+
+
+def start_sleeping_build(book_env, jobs: int = 2):
+    """``alignbook build --jobs 2 --no-site --recompute`` of two chapters that sleep a
+    minute, once both kernels are running: (process, stamps folder, kernel pids)."""
+    import subprocess
+    import sys
+    import time
+
+    from test_book_pipeline import make_book
+
+    chapters = {name: [("code", SLEEPER.format(name=name))] for name in ("a", "b")}
+    root = make_book(book_env / "b", chapters=chapters)
+    stamps = book_env / "stamps"
+    stamps.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alignbook.cli", "--root", str(root), "build", "--profile", "tiny",
+         "--jobs", str(jobs), "--no-site", "--recompute"],
+        env={**os.environ, "STAMPS": str(stamps)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    deadline = time.monotonic() + 180
+    while not all((stamps / n).is_file() and (stamps / n).read_text() for n in ("a", "b")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the kernels did not start"
+        time.sleep(0.2)
+    kernels = [int((stamps / n).read_text().split()[0]) for n in ("a", "b")]
+    return proc, stamps, kernels
+
+
+def wait_gone(pids, seconds: float) -> list[int]:
+    import time
+
+    from alignbook._procs import alive
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = [p for p in pids if alive(p)]
+        if not left:
+            return []
+        time.sleep(0.1)
+    return [p for p in pids if alive(p)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
+def test_stopping_a_parallel_build_stops_its_workers_and_kernels(book_env, signum):
+    import signal
+
+    from alignbook._procs import descendants
+
+    proc, stamps, kernels = start_sleeping_build(book_env)
+    tree = descendants(proc.pid)
+    assert set(kernels) <= set(tree) and len(tree) >= 4  # two workers, two kernels
+    try:
+        proc.send_signal(getattr(signal, signum))
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + getattr(signal, signum), (out, err)
+    assert f"interrupted by {signum}" in err
+    assert wait_gone(tree, 5) == []
+    assert not list(stamps.glob("*.finished"))
+
+
+@pytest.mark.slow
+def test_workers_of_a_killed_build_exit_with_their_kernels(book_env):
+    """SIGKILL leaves the main process no chance to clean up: the workers notice that they
+    were re-parented, stop their kernels and exit."""
+    import signal
+
+    from alignbook._procs import descendants
+
+    proc, stamps, kernels = start_sleeping_build(book_env)
+    tree = descendants(proc.pid)
+    assert set(kernels) <= set(tree)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    assert wait_gone(tree, 10) == []
+    assert not list(stamps.glob("*.finished"))
