@@ -250,8 +250,10 @@ def _cmd_params(args, book: _book.Book) -> int:
     chapters = [args.chapter] if args.chapter else list(book.chapters())
     if args.chapter:
         book.notebook(args.chapter)
+    used: set[str] = set()
     for chapter in chapters:
         values = _book.resolve_parameters(book, chapter, args.profile, profiles)
+        constraints = book.constraints(chapter)
         print(f"{chapter}  ({book.notebook(chapter).relative_to(book.root)})")
         for p in book.parameters(chapter).values():
             default = format_value(p.default) if p.literal else p.default
@@ -261,6 +263,14 @@ def _cmd_params(args, book: _book.Book) -> int:
             if p.help:
                 line += f"   # {p.help}"
             print(line)
+            if constraints.get(p.name):
+                print(f"  {'':<20} must be: {', '.join(c.describe() for c in constraints[p.name])}")
+                used.update(c.name for c in constraints[p.name])
+    if used:
+        print("Constraints (checked before anything runs):")
+        for name, meaning in _book.CONSTRAINTS.items():
+            if name in used:
+                print(f"  {name:<13} {meaning}")
     return 0
 
 

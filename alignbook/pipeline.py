@@ -6,6 +6,10 @@ the execution of chapters (imports papermill lazily).
 - its parameters are the variables of its one cell tagged ``parameters``
   (read with :func:`papermill.inspect_notebook`); every chapter declares
   ``profile`` (str), which the pipeline sets;
+- a chapter may declare constraints on its parameters in its notebook's metadata,
+  ``alignbook: {constraints: {NAME: [CONSTRAINT, ...]}}`` (vocabulary:
+  :data:`CONSTRAINTS`); profile values and ``-p`` values alike are checked against them
+  before any kernel starts, and no parameter may hold NaN or an infinity;
 - ``book/profiles.yml`` gives, per profile, per chapter, parameter overrides;
 - :func:`build` executes chapters with papermill into
   ``_build/executed/<profile>/<file>.ipynb`` and renders the site
@@ -26,6 +30,7 @@ import ast
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import sys
 import threading
@@ -47,6 +52,8 @@ __all__ = [
     "ChapterFailed",
     "SiteFailed",
     "Parameter",
+    "Constraint",
+    "CONSTRAINTS",
     "ChapterRun",
     "notebook_parameters",
     "load_profiles",
@@ -177,6 +184,7 @@ class Book:
         # sites) elsewhere, e.g. so that the tests never touch the reader's _build/.
         self.build_dir = Path(os.environ.get(BUILD_ENV) or self.root / "_build").resolve()
         self._param_cache: dict[str, dict[str, Parameter]] = {}
+        self._constraint_cache: dict[str, dict[str, list[Constraint]]] = {}
 
     # ---------------------------------------------------------------- toc
     def documents(self) -> list[str]:
@@ -219,6 +227,15 @@ class Book:
         if chapter not in self._param_cache:
             self._param_cache[chapter] = notebook_parameters(self.notebook(chapter))
         return self._param_cache[chapter]
+
+    def constraints(self, chapter: str) -> dict[str, list[Constraint]]:
+        """The constraints a chapter declares on its parameters (notebook metadata
+        ``alignbook: {constraints: {NAME: [CONSTRAINT, ...]}}``; see :data:`CONSTRAINTS`),
+        checked against the vocabulary and the declared parameters."""
+        if chapter not in self._constraint_cache:
+            self._constraint_cache[chapter] = notebook_constraints(
+                self.notebook(chapter), self.parameters(chapter))
+        return self._constraint_cache[chapter]
 
     # --------------------------------------------------------------- paths
     def runs_alone(self, chapter: str) -> bool:
@@ -295,7 +312,231 @@ def notebook_parameters(path: str | os.PathLike) -> dict[str, Parameter]:
     return out
 
 
+# =========================================================================
+# Pipeline: parameter constraints
+# =========================================================================
+
+#: The vocabulary of parameter constraints, ``{name: what it requires}``. A chapter lists
+#: them per parameter in its notebook's metadata, each as a name (``positive``) or a
+#: one-key mapping for those that take an argument (``{"one_of": ["mlp", "convnet"]}``).
+#: Number constraints apply to a number or to every number inside a list or mapping;
+#: string constraints likewise to every string; list constraints to a list or to every
+#: list that is a value of a mapping.
+CONSTRAINTS: dict[str, str] = {
+    # numbers
+    "positive": "every number > 0",
+    "non_negative": "every number >= 0",
+    "finite": "every number finite, not NaN or infinite (required of every parameter anyway)",
+    "fraction": "every number in [0, 1]",
+    "at_least": "every number >= the argument",
+    "at_most": "every number <= the argument",
+    # strings
+    "rule": "every string names a learning rule of alignlib.rules.RULES",
+    "one_of": "every string is one of the argument's",
+    # lists and mappings
+    "non_empty": "has items (a list, mapping or string); in a mapping of lists, every list too",
+    "unique": "no item twice in a list",
+    "includes": "the list holds every item of the argument",
+    "first": "the list's first item is the argument",
+    "length": "the list has exactly the argument's number of items",
+    "keys": "the mapping's keys are exactly the argument's",
+}
+_CONSTRAINT_ARGS = {"at_least": "number", "at_most": "number", "one_of": "list", "includes": "list",
+                    "first": "any", "length": "count", "keys": "list"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Constraint:
+    """One constraint of :data:`CONSTRAINTS` on a parameter, with its argument if any."""
+
+    name: str
+    arg: Any = None
+
+    def describe(self) -> str:
+        if self.name not in _CONSTRAINT_ARGS:
+            return self.name
+        return f"{self.name} {format_value(self.arg)}"
+
+    @classmethod
+    def parse(cls, entry: Any, where: str) -> "Constraint":
+        if isinstance(entry, Mapping) and len(entry) == 1:
+            (name, arg), = entry.items()
+        elif isinstance(entry, str):
+            name, arg = entry, None
+        else:
+            raise BookError(f"{where}: a constraint is a name or a one-key mapping, got {entry!r}")
+        if name not in CONSTRAINTS:
+            raise BookError(f"{where}: unknown constraint {name!r}; the vocabulary is "
+                            f"{', '.join(CONSTRAINTS)}")
+        kind = _CONSTRAINT_ARGS.get(name)
+        ok = {None: arg is None,
+              "number": isinstance(arg, (int, float)) and not isinstance(arg, bool),
+              "list": isinstance(arg, list) and bool(arg),
+              "count": isinstance(arg, int) and not isinstance(arg, bool) and arg >= 0,
+              "any": True}[kind]
+        if not ok:
+            need = {None: "no argument", "number": "a number", "list": "a non-empty list",
+                    "count": "a count"}[kind]
+            raise BookError(f"{where}: constraint {name!r} takes {need}, got {arg!r}")
+        return cls(name, arg)
+
+
+def notebook_constraints(path: str | os.PathLike, declared: Mapping[str, Parameter]
+                         ) -> dict[str, list[Constraint]]:
+    """The constraints a notebook declares (metadata ``alignbook.constraints``): ``{param:
+    [Constraint, ...]}``. Unknown constraints or parameters are a :class:`BookError`."""
+    import nbformat
+
+    path = Path(path)
+    meta = nbformat.read(path, as_version=4).metadata.get("alignbook") or {}
+    raw = meta.get("constraints") or {}
+    where = f"{path.name} (metadata alignbook.constraints)"
+    if not isinstance(raw, Mapping):
+        raise BookError(f"{where} must map parameter names to lists of constraints")
+    out: dict[str, list[Constraint]] = {}
+    for name, entries in raw.items():
+        if name not in declared:
+            raise BookError(f"{where}: {name!r} is not a parameter of the notebook; its parameters "
+                            f"are {', '.join(declared)}")
+        if not isinstance(entries, list):
+            entries = [entries]
+        out[name] = [Constraint.parse(e, f"{where}, {name}") for e in entries]
+    return out
+
+
+def _numbers(value: Any) -> Iterable[Any]:
+    if isinstance(value, bool):
+        return
+    if isinstance(value, (int, float)):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _numbers(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _numbers(v)
+
+
+def _strings(value: Any) -> Iterable[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
+def _lists(value: Any) -> list[list]:
+    if isinstance(value, (list, tuple)):
+        return [list(value)]
+    if isinstance(value, Mapping):
+        return [list(v) for v in value.values() if isinstance(v, (list, tuple))]
+    return []
+
+
+def _rule_names() -> list[str]:
+    from alignlib.rules import RULES
+
+    return list(RULES)
+
+
+def _violation(c: Constraint, value: Any) -> str | None:
+    """Why ``value`` breaks ``c`` (a short phrase), or None when it satisfies it."""
+    name, arg = c.name, c.arg
+    number_tests = {
+        "positive": (lambda v: v > 0, "{v} is not > 0"),
+        "non_negative": (lambda v: v >= 0, "{v} is negative"),
+        "finite": (lambda v: math.isfinite(v), "{v} is not finite"),
+        "fraction": (lambda v: 0 <= v <= 1, "{v} is not in [0, 1]"),
+        "at_least": (lambda v: v >= arg, "{v} is below " + str(arg)),
+        "at_most": (lambda v: v <= arg, "{v} is above " + str(arg)),
+    }
+    if name in number_tests:
+        test, why = number_tests[name]
+        for v in _numbers(value):
+            if not (math.isfinite(v) or name == "finite") or not test(v):
+                return why.format(v=format_value(v))
+        return None
+    if name in ("rule", "one_of"):
+        allowed = _rule_names() if name == "rule" else list(arg)
+        for v in _strings(value):
+            if v not in allowed:
+                return f"{v!r} is not one of {', '.join(map(str, allowed))}"
+        return None
+    if name == "non_empty":
+        if isinstance(value, (list, tuple, Mapping, str)) and not value:
+            return "it is empty"
+        if isinstance(value, Mapping) and any(not v for v in _lists(value)):
+            empty = [k for k, v in value.items() if isinstance(v, (list, tuple)) and not v]
+            return f"its entry {empty[0]!r} is empty"
+        return None
+    if name == "unique":
+        for items in _lists(value):
+            seen = []
+            for v in items:
+                if v in seen:
+                    return f"{format_value(v)} appears twice"
+                seen.append(v)
+        return None
+    if name == "includes":
+        for items in _lists(value):
+            missing = [a for a in arg if a not in items]
+            if missing:
+                return f"{format_value(items)} lacks {', '.join(map(format_value, missing))}"
+        return None
+    if name == "first":
+        for items in _lists(value):
+            if not items or items[0] != arg:
+                return f"{format_value(items)} does not start with {format_value(arg)}"
+        return None
+    if name == "length":
+        for items in _lists(value):
+            if len(items) != arg:
+                return f"it has {len(items)} item(s)"
+        return None
+    if name == "keys":
+        if isinstance(value, Mapping) and set(value) != set(arg):
+            return f"its keys are {', '.join(map(str, value)) or '(none)'}"
+        return None
+    raise AssertionError(name)  # pragma: no cover - every name of CONSTRAINTS is handled
+
+
+def _non_finite(value: Any) -> Any:
+    """The first NaN or infinity inside ``value``, or None."""
+    for v in _numbers(value):
+        if isinstance(v, float) and not math.isfinite(v):
+            return v
+    return None
+
+
+def check_constraints(chapter: str, name: str, value: Any, constraints: Sequence[Constraint],
+                      source: str) -> None:
+    """A one-line :class:`ParameterError` naming the parameter, its value and the first
+    constraint the value breaks."""
+    for c in constraints:
+        why = _violation(c, value)
+        if why is not None:
+            raise ParameterError(
+                f"{source}: parameter {name!r} of chapter {chapter!r} is {format_value(value)}, "
+                f"which breaks the constraint '{c.describe()}' ({CONSTRAINTS[c.name]}): {why}")
+
+
 def _check_value(chapter: str, param: Parameter, value: Any, source: str) -> Any:
+    """Type-check ``value`` against ``param``; return it (floats widened). NaN and
+    infinities are refused in any parameter (they cannot name a results folder)."""
+    value = _check_type(chapter, param, value, source)
+    bad = _non_finite(value)
+    if bad is not None:
+        holds = "" if bad is value else f", which holds {bad!r}"
+        raise ParameterError(
+            f"{source}: parameter {param.name!r} of chapter {chapter!r} is {value!r}{holds}: "
+            "parameter values must be finite numbers (no NaN or infinity)")
+    return value
+
+
+def _check_type(chapter: str, param: Parameter, value: Any, source: str) -> Any:
     """Type-check ``value`` against ``param``; return it (floats widened)."""
 
     def bad(expected: str) -> ParameterError:
@@ -341,7 +582,7 @@ def _check_value(chapter: str, param: Parameter, value: Any, source: str) -> Any
         if len(kinds) == 1:
             elem = Parameter(f"{param.name}[]", default[0], kinds.pop(), literal=True)
             try:
-                value = [_check_value(chapter, elem, v, source) for v in value]
+                value = [_check_type(chapter, elem, v, source) for v in value]
             except ParameterError:
                 raise bad(f"a list of {elem.type}") from None
         return value
@@ -448,11 +689,19 @@ def expected_seconds(book: Book, profile: str) -> dict[str, float]:
     return expected
 
 
+def _checked(book: Book, chapter: str, name: str, value: Any, source: str) -> Any:
+    """``value`` for parameter ``name``, type-checked, finite and within the chapter's
+    constraints (a :class:`ParameterError` otherwise)."""
+    value = _check_value(chapter, book.parameters(chapter)[name], value, source)
+    check_constraints(chapter, name, value, book.constraints(chapter).get(name, ()), source)
+    return value
+
+
 def _check_profile_chapter(book: Book, profile: str, chapter: str, overrides: Mapping[str, Any]) -> dict[str, Any]:
     declared = book.parameters(chapter)
     source = f"{PROFILES_FILE.as_posix()} (profile {profile!r})"
     _unknown_names(chapter, overrides, declared, source)
-    return {k: _check_value(chapter, declared[k], v, source) for k, v in overrides.items()}
+    return {k: _checked(book, chapter, k, v, source) for k, v in overrides.items()}
 
 
 def resolve_parameters(
@@ -464,7 +713,8 @@ def resolve_parameters(
 ) -> dict[str, Any]:
     """The parameters papermill injects into ``chapter``: ``profile``, then the
     profile's overrides, then ``cli`` pairs (``(name, raw YAML text)``). All names
-    and types are checked against the notebook's parameters cell first."""
+    and types are checked against the notebook's parameters cell first, and every value
+    against the chapter's constraints (:meth:`Book.constraints`)."""
     profiles = load_profiles(book) if profiles is None else profiles
     if profile not in profiles:
         raise BookError(f"unknown profile {profile!r}; {PROFILES_FILE.as_posix()} defines: "
@@ -482,7 +732,7 @@ def resolve_parameters(
         raise ParameterError("set the profile with --profile, not -p profile")
     for name, raw in cli:
         value = parse_cli_value(raw, declared[name])
-        params[name] = _check_value(chapter, declared[name], value, "command line (-p)")
+        params[name] = _checked(book, chapter, name, value, "command line (-p)")
     return params
 
 

@@ -76,8 +76,9 @@ built with the {{glue:text}}`profile` profile."""),
 
 def new_chapter_notebook(path: str | os.PathLike, chapter: str, title: str) -> Path:
     """Write a chapter notebook from the template: title cell, ``parameters``
-    cell (with ``profile``), a ResultStore, a cached tidy table, a glued number,
-    a glued figure with label, alt text, caption and reproduce note, and a summary.
+    cell (with ``profile``) and its constraints (notebook metadata), a ResultStore, a
+    cached tidy table, a glued number, a glued figure with label, alt text, caption and
+    reproduce note, and a summary.
     Refuses to overwrite an existing file."""
     import nbformat
 
@@ -90,6 +91,9 @@ def new_chapter_notebook(path: str | os.PathLike, chapter: str, title: str) -> P
     nb.metadata.kernelspec = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
                               "language": "python"}
     nb.metadata.language_info = {"name": "python"}
+    # checked before any kernel starts (alignbook.pipeline.CONSTRAINTS; `alignbook params`)
+    nb.metadata["alignbook"] = {"constraints": {
+        "widths": ["non_empty", "positive", "unique"], "lr": ["positive"], "seed": ["non_negative"]}}
     for kind, tags, text in _TEMPLATE_CELLS:
         source = text.format(title=title, chapter=chapter)
         cell = nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)

@@ -574,3 +574,124 @@ def test_workers_of_a_killed_build_exit_with_their_kernels(book_env):
     proc.wait(30)
     assert wait_gone(tree, 10) == []
     assert not list(stamps.glob("*.finished"))
+
+
+# ---------------------------------------------------------------------------------------
+# Parameter constraints, checked before any kernel starts
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_kernel(monkeypatch):
+    """Fail the test if anything tries to execute a notebook."""
+    import papermill
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a notebook was executed")
+
+    monkeypatch.setattr(papermill, "execute_notebook", forbidden)
+
+
+def cli(capfd, *args: str) -> tuple[int, str, str]:
+    from alignbook import cli as _cli
+
+    rc = _cli.main(list(args))
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("name, raw, expected", [
+    ("lr", "inf", "parameter 'lr' of chapter 'theory' is inf: parameter values must be finite"),
+    ("lr", ".nan", "parameter 'lr' of chapter 'theory' is nan: parameter values must be finite"),
+    ("lr", "-1", "parameter 'lr' of chapter 'theory' is -1.0, which breaks the constraint 'positive'"),
+    ("widths", "[]", "parameter 'widths' of chapter 'theory' is [], which breaks the constraint 'non_empty'"),
+    ("widths", "[0]", "parameter 'widths' of chapter 'theory' is [0], which breaks the constraint 'positive'"),
+    ("widths", "[16, 16]", "is [16, 16], which breaks the constraint 'unique' (no item twice in a list): "
+                           "16 appears twice"),
+    ("n_examples", "0", "parameter 'n_examples' of chapter 'theory' is 0, which breaks the constraint "
+                        "'positive'"),
+    ("rules", "[nosuchrule]", "parameter 'rules' of chapter 'theory' is [nosuchrule], which breaks the "
+                              "constraint 'rule'"),
+])
+def test_bad_values_of_the_real_chapters_stop_before_a_kernel(book_env, monkeypatch, capfd, no_kernel,
+                                                             name, raw, expected):
+    from helpers import REPO
+
+    monkeypatch.setenv("ALIGNBOOK_BUILD", str(book_env / "build"))
+    rc, out, err = cli(capfd, "--root", str(REPO), "run", "theory", "--profile", "tiny", "-p", name, raw)
+    assert rc == 2, (out, err)
+    assert expected in err
+    assert len(err.strip().splitlines()) == 1  # one line, no traceback
+    assert not (book_env / "build" / "runs").exists()
+
+
+def test_chapter_constraints_from_notebook_metadata(book_env, capfd, no_kernel):
+    import re
+
+    import nbformat
+
+    import alignbook as B
+    from test_book_pipeline import make_book
+
+    root = make_book(book_env / "b", profiles={"profiles": {
+        "tiny": {"chapters": {"mini": {"n": 4}}}, "bad": {"chapters": {"mini": {"widths": [8, 8]}}},
+        "nonfinite": {"chapters": {"mini": {"scale": float("inf")}}}}})
+    path = root / "book" / "mini.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["alignbook"] = {"constraints": {
+        "n": ["positive", {"at_most": 10}], "scale": ["positive"], "widths": ["non_empty", "unique"],
+        "label": [{"one_of": ["squares", "cubes"]}]}}
+    nbformat.write(nb, path)
+    book = B.Book(root)
+    assert B.resolve_parameters(book, "mini", "tiny", cli=[("n", "10"), ("label", "cubes")])["n"] == 10
+    for name, raw, constraint in [("n", "0", "positive"), ("n", "11", "at_most 10"),
+                                  ("label", "circles", "one_of [squares, cubes]"), ("widths", "[]", "non_empty")]:
+        with pytest.raises(B.ParameterError, match=re.escape(f"breaks the constraint '{constraint}'")):
+            B.resolve_parameters(book, "mini", "tiny", cli=[(name, raw)])
+    # profile values are checked too, and every chapter of a profile before anything runs
+    rc, out, err = cli(capfd, "--root", str(root), "build", "--profile", "bad")
+    assert rc == 2 and "profiles.yml (profile 'bad'): parameter 'widths'" in err and "'unique'" in err
+    rc, out, err = cli(capfd, "--root", str(root), "build", "--profile", "nonfinite")
+    assert rc == 2 and "parameter 'scale' of chapter 'mini' is inf" in err
+    # alignbook params shows them, with the vocabulary's meanings
+    rc, out, err = cli(capfd, "--root", str(root), "params", "mini", "--profile", "tiny")
+    assert rc == 0, err
+    assert "must be: positive, at_most 10" in out and "must be: non_empty, unique" in out
+    assert "at_most       every number <= the argument" in out
+
+
+@pytest.mark.parametrize("constraints, expected", [
+    ({"n": ["positiv"]}, "unknown constraint 'positiv'"),
+    ({"m": ["positive"]}, "'m' is not a parameter of the notebook"),
+    ({"n": [{"at_most": "ten"}]}, "constraint 'at_most' takes a number"),
+    ({"n": [{"positive": 1, "unique": 2}]}, "a constraint is a name or a one-key mapping"),
+])
+def test_constraint_declarations_are_checked(book_env, capfd, no_kernel, constraints, expected):
+    import nbformat
+
+    from test_book_pipeline import make_book
+
+    root = make_book(book_env / "b")
+    path = root / "book" / "mini.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["alignbook"] = {"constraints": constraints}
+    nbformat.write(nb, path)
+    rc, out, err = cli(capfd, "--root", str(root), "run", "mini", "--profile", "tiny")
+    assert rc == 2 and expected in err and "mini.ipynb" in err
+
+
+def test_every_chapter_declares_constraints_that_its_defaults_and_profiles_meet():
+    import alignbook as B
+    from alignbook import pipeline
+    from helpers import REPO
+
+    book = B.Book(REPO)
+    profiles = B.load_profiles(book)
+    for chapter in book.chapters():
+        constraints = book.constraints(chapter)
+        for name, param in book.parameters(chapter).items():
+            if param.type in ("int", "float", "list", "dict"):
+                assert constraints.get(name), f"{chapter}: no constraints for {name}"
+            pipeline.check_constraints(chapter, name, param.default, constraints.get(name, ()), "default")
+        for profile in profiles:
+            B.resolve_parameters(book, chapter, profile, profiles)  # raises on a broken constraint
