@@ -74,7 +74,8 @@ class ExecutedChapter:
 class TinyBook:
     root: Path
     runs: dict  # chapter -> alignbook.ChapterRun
-    html: Path | None  # the rendered site, None when a chapter failed
+    html: Path | None  # the rendered site, None when a chapter or the site failed
+    site_error: str | None = None  # why the site did not render
 
     @property
     def results(self) -> Path:
@@ -97,11 +98,17 @@ def tiny_book(tmp_path_factory) -> TinyBook:
     os.environ[B.BUILD_ENV] = str(root / "build")
     try:
         book = B.Book(REPO)
+        html, site_error = None, None
         try:
-            runs, html = B.build(book, "tiny", jobs=2, recompute=True, echo=lambda *a: None)
+            runs, _ = B.build(book, "tiny", jobs=2, recompute=True, site=False, echo=lambda *a: None)
         except B.ChapterFailed as exc:
-            runs, html = getattr(exc, "runs", []), None
+            runs = exc.runs
+        else:
+            try:
+                html = B.render_site(book, "tiny", echo=lambda *a: None)
+            except B.SiteFailed as exc:
+                site_error = str(exc)
     finally:
         os.environ.clear()
         os.environ.update(saved)
-    return TinyBook(root, {r.chapter: r for r in runs}, html)
+    return TinyBook(root, {r.chapter: r for r in runs}, html, site_error)

@@ -1,5 +1,5 @@
 """What several test modules need: the repository root, what an executed chapter glued,
-and the figure labels of a chapter's page."""
+the figure labels of a chapter's page, and the relative error of two pytrees."""
 
 from __future__ import annotations
 
@@ -32,3 +32,15 @@ def figure_names(chapter: str) -> set[str]:
     nb = nbformat.read(REPO / "book" / f"{chapter}.ipynb", as_version=4)
     return {n for c in nb.cells if c.cell_type == "markdown"
             for n in re.findall(r":name: (\S+)", c.source)}
+
+
+def rel_err(a, b) -> float:
+    """``||a - b|| / ||b||`` over all leaves of two pytrees of the same structure."""
+    import jax
+    import jax.numpy as jnp
+
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb)
+    num = sum(float(jnp.sum((u - v) ** 2)) for u, v in zip(la, lb))
+    den = sum(float(jnp.sum(v ** 2)) for v in lb)
+    return (num / den) ** 0.5

@@ -36,6 +36,7 @@ def test_chapter_runs_in_tiny_profile(chapter, tiny_book):
 
 @pytest.mark.slow
 def test_the_tiny_site_renders_from_the_executed_chapters(tiny_book):
-    assert tiny_book.html is not None and (tiny_book.html / "index.html").is_file()
+    assert tiny_book.html is not None, tiny_book.site_error
+    assert (tiny_book.html / "index.html").is_file()
     for chapter in CHAPTERS:
         assert list(tiny_book.html.rglob(f"{chapter}.html")), chapter

@@ -34,19 +34,6 @@ def final_table(rows):
     return pd.DataFrame(out)
 
 
-def test_t_interval_matches_the_formula_and_contains_the_mean():
-    mean, low, high = ff.t_interval([1.0, 2.0, 3.0])
-    assert mean == 2.0
-    half = T_975_2 * 1.0 / math.sqrt(3)
-    assert low == pytest.approx(2 - half) and high == pytest.approx(2 + half)
-    m, lo, hi = ff.t_interval([0.5, 0.52, 0.47, 0.55, 0.49], 0.9)
-    assert lo < m < hi
-    assert ff.t_interval([0.3])[0] == 0.3 and math.isnan(ff.t_interval([0.3])[1])
-    assert all(math.isnan(v) for v in ff.t_interval([]))
-    with pytest.raises(ValueError, match="confidence"):
-        ff.t_interval([1, 2], confidence=1.5)
-
-
 def test_summarise_leaves_diverged_runs_out_and_brackets_the_mean():
     table = final_table([("bp", 8, 1.0, s, v) for s, v in enumerate([0.6, 0.7, 0.8])]
                         + [("bp", 8, 5.0, 0, 0.9), ("bp", 8, 5.0, 1, 0.1, True), ("bp", 8, 5.0, 2, 0.8)])

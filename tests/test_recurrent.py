@@ -12,22 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import rel_err
 from unrolled_rnn import unrolled
 
 import alignlib as al
-from alignlib.experiments import recurrent as rec
 from alignlib.claims import HOLDS, NOT_TESTED, VERDICTS
 from alignlib.data import add_task, add_task_targets
+from alignlib.experiments import recurrent as rec
 
 SITES = ("initial_state", "input", "recurrent", "readout")
-
-
-def rel_err(a, b) -> float:
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    num = sum(float(jnp.sum((u - v) ** 2)) for u, v in zip(la, lb))
-    den = sum(float(jnp.sum(v ** 2)) for v in lb)
-    return (num / den) ** 0.5
 
 
 def add_batch(n=20, length=30, seed=3, wraparound=False):

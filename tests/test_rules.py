@@ -6,6 +6,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import pytest
+from helpers import rel_err
 from unrolled_rnn import unrolled
 
 import alignlib as al
@@ -21,14 +22,6 @@ def _jit_rule_gradients():
     yield
     for name, rule in originals.items():
         setattr(R, name, rule)
-
-
-def rel_err(a, b) -> float:
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    assert len(la) == len(lb)
-    num = sum(float(jnp.sum((x - y) ** 2)) for x, y in zip(la, lb))
-    den = sum(float(jnp.sum(y ** 2)) for y in lb)
-    return (num / den) ** 0.5
 
 
 def make_case(arch: str, key):

@@ -62,7 +62,8 @@ def site(chromium, request) -> Path:
              "site can typeset math offline")
     book = request.getfixturevalue("tiny_book")
     failed = [c for c, r in book.runs.items() if not r.ok]
-    assert book.html is not None, f"the tiny book did not render; failed chapters: {failed}"
+    assert book.html is not None, (f"the tiny book did not render; failed chapters: {failed}; "
+                                   f"site: {book.site_error}")
     return book.html
 
 

@@ -40,6 +40,7 @@ import pandas as pd
 from alignlib.convergence import MIN_EPOCHS
 from alignlib.data import TARGET_OFFSET, Dataset, load_digits, one_hot_targets
 from alignlib.rules import get_rule
+from alignlib.statistics import t_interval
 from alignlib.training import train
 
 __all__ = [
@@ -63,8 +64,6 @@ __all__ = [
     "best_lr",
     "gap_to_reference",
     "epoch_seconds",
-    "t_interval",
-    "linear_fit",
     "markdown_table",
     "format_ci",
     "select_lrs",
@@ -481,42 +480,6 @@ def conv_feature_sizes(input_size: int, strides: Sequence[int]) -> list[int]:
 
 
 # --------------------------------------------------------------------------- analysis
-
-
-def t_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(mean, low, high)``: Student-t interval ``mean +- t_{(1+c)/2, n-1} s / sqrt(n)``
-    for the mean of ``values`` (finite ones only); NaN bounds for fewer than 2 values."""
-    from scipy import stats
-
-    if not 0 < confidence < 1:
-        raise ValueError(f"`confidence` must be in (0, 1), got {confidence}")
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf((1 + confidence) / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return mean, mean - half, mean + half
-
-
-def linear_fit(x: Sequence[float], y: Sequence[float],
-               confidence: float = 0.95) -> tuple[float, float, float]:
-    """``(slope, low, high)``: least-squares slope of ``y`` against ``x`` and its Student-t
-    interval (``n - 2`` degrees of freedom); finite pairs only. Raises ``ValueError`` with
-    fewer than 3 pairs or fewer than 2 distinct ``x`` (no interval can be given)."""
-    from scipy import stats
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    ok = np.isfinite(x) & np.isfinite(y)
-    x, y = x[ok], y[ok]
-    if x.size < 3 or np.unique(x).size < 2:
-        raise ValueError(f"a slope with an interval needs at least 3 points at 2 or more x values; "
-                         f"got {x.size} points at {np.unique(x).size} x values")
-    fit = stats.linregress(x, y)
-    half = float(stats.t.ppf((1 + confidence) / 2, x.size - 2) * fit.stderr)
-    return float(fit.slope), float(fit.slope) - half, float(fit.slope) + half
 
 
 def _run_keys(table: pd.DataFrame) -> list[str]:

@@ -16,6 +16,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from alignlib.statistics import power_law_fit  # noqa: E402
+
 RULE_LABELS = {
     "backprop": "backprop",
     "align_zero": "Align-zero",
@@ -41,16 +43,6 @@ def rule_palette(rules: Sequence[str]) -> dict[str, tuple]:
     return {r: fixed.get(r, (0.3, 0.3, 0.3)) for r in rules}
 
 
-def power_law_fit(x, y) -> tuple[float, float]:
-    """Least-squares fit of ``log y = slope log x + intercept``; returns both."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = (x > 0) & (y > 0) & np.isfinite(y)
-    if keep.sum() < 2:
-        return float("nan"), float("nan")
-    slope, intercept = np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)
-    return float(slope), float(intercept)
-
-
 def loglog_with_fits(ax: plt.Axes, table: pd.DataFrame, *, x: str, y: str, hue: str,
                      labels: dict | None = None, palette: dict | None = None,
                      fit: bool = True, marker: str = "o", linestyle: str = "-") -> dict:
@@ -65,7 +57,8 @@ def loglog_with_fits(ax: plt.Axes, table: pd.DataFrame, *, x: str, y: str, hue: 
         label = (labels or {}).get(value, str(value))
         colour = colours.get(value)
         if fit:
-            slope, intercept = power_law_fit(group[x], group[y])
+            fit = power_law_fit(group[x], group[y])
+            slope, intercept = fit["slope"], fit["intercept"]
             slopes[value] = slope
             xs = np.geomspace(group[x].min(), group[x].max(), 50)
             ax.plot(xs, np.exp(intercept) * xs ** slope, "--", color=colour, lw=1, alpha=0.7)

@@ -66,6 +66,7 @@ from alignlib.data import Dataset, add_task, add_task_targets
 from alignlib.models import RNN
 from alignlib.rules import (LearningRule, LossFn, _align_zero_gradient, _frozen_copy,
                             _no_state, _value_with_gradient_of, get_rule, sequence_mse)
+from alignlib.statistics import power_law_fit, t_interval
 from alignlib.training import make_epoch, make_evaluate, make_optimizer, train
 
 __all__ = [
@@ -665,29 +666,22 @@ def best_losses(history: pd.DataFrame, metric: str = "heldout_loss") -> pd.DataF
 
 def summarize(table: pd.DataFrame, value: str, by: Sequence[str],
               confidence: float = 0.95, log: bool = False) -> pd.DataFrame:
-    """Mean over seeds of ``value`` per ``by`` group, with a Student-t confidence interval
-    (``lo``, ``hi``; equal to the mean where there is one seed) and the seed count ``n``.
+    """Mean over seeds of ``value`` per ``by`` group, with its Student-t confidence interval
+    (:func:`alignlib.statistics.t_interval`): columns ``*by, mean, lo, hi, n``. With one
+    seed ``lo`` and ``hi`` equal the mean (a point without an error bar).
 
     ``log=True``: the geometric mean and the interval of the mean of ``log(value)``,
     exponentiated (for positive quantities such as losses and their ratios, whose spread
     over seeds is multiplicative; the interval stays positive). Values that are not
     finite and positive are then left out."""
-    from scipy import stats
 
     def one(g: pd.Series) -> pd.Series:
         v = g.to_numpy(float)
-        if log:
-            v = np.log(v[np.isfinite(v) & (v > 0)])
-        back = np.exp if log else (lambda a: a)
-        if len(v) == 0:
-            return pd.Series({"mean": np.nan, "lo": np.nan, "hi": np.nan, "n": 0})
-        mean = float(np.mean(v))
-        if len(v) < 2:
-            return pd.Series({"mean": back(mean), "lo": back(mean), "hi": back(mean), "n": len(v)})
-        half = float(stats.t.ppf(0.5 + confidence / 2, len(v) - 1) * np.std(v, ddof=1)
-                     / np.sqrt(len(v)))
-        return pd.Series({"mean": back(mean), "lo": back(mean - half), "hi": back(mean + half),
-                          "n": len(v)})
+        n = int((np.isfinite(v) & (v > 0)).sum() if log else np.isfinite(v).sum())
+        mean, lo, hi = t_interval(v, confidence, log=log)
+        if n == 1:
+            lo = hi = mean
+        return pd.Series({"mean": mean, "lo": lo, "hi": hi, "n": n})
 
     return table.groupby(list(by))[value].apply(one).unstack().reset_index()
 
@@ -709,18 +703,12 @@ def paired_ratios(best: pd.DataFrame, reference: str = "backprop") -> pd.DataFra
 def fit_slope(x, y, confidence: float = 0.95) -> dict:
     """Least-squares slope of ``log y`` against ``log x`` over all (finite, positive) points,
     e.g. every seed at every width, with a Student-t interval from the fit's standard
-    error. Returns ``slope, lo, hi, n`` (NaN with fewer than 3 points or 2 distinct x)."""
-    from scipy import stats
-
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = np.isfinite(x) & np.isfinite(y) & (x > 0) & (y > 0)
-    x, y = np.log(x[keep]), np.log(y[keep])
-    if len(x) < 3 or len(np.unique(x)) < 2:
-        return {"slope": np.nan, "lo": np.nan, "hi": np.nan, "n": int(len(x))}
-    fit = stats.linregress(x, y)
-    half = float(stats.t.ppf(0.5 + confidence / 2, len(x) - 2) * fit.stderr)
-    return {"slope": float(fit.slope), "lo": float(fit.slope - half),
-            "hi": float(fit.slope + half), "n": int(len(x))}
+    error (:func:`alignlib.statistics.power_law_fit`). Returns ``slope, lo, hi, n`` (NaN
+    with fewer than 3 points or 2 distinct x)."""
+    fit = power_law_fit(x, y, confidence)
+    if fit["n"] < 3 or not np.isfinite(fit["slope"]):
+        return {"slope": np.nan, "lo": np.nan, "hi": np.nan, "n": fit["n"]}
+    return {"slope": fit["slope"], "lo": fit["low"], "hi": fit["high"], "n": fit["n"]}
 
 
 # ------------------------------------------------------------------ timing

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from alignlib.experiments import feedforward as ff
+from alignlib.statistics import linear_fit
 from alignlib import claims as C
 from alignlib.convergence import convergence_table
 
@@ -156,7 +157,7 @@ def analyse(runs: pd.DataFrame, plan: pd.DataFrame, tolerance: float) -> Analysi
         pairs = cfinal[cfinal.rule == rule].merge(ref, on=["width", "seed"], suffixes=("", "_ref"))
         pairs = pairs[~pairs.diverged & ~pairs.diverged_ref]
         try:
-            slope, low, high = ff.linear_fit(np.log2(pairs.width), 100 * (pairs.value - pairs.value_ref))
+            slope, low, high = linear_fit(np.log2(pairs.width), 100 * (pairs.value - pairs.value_ref))
         except ValueError:
             slope = low = high = float("nan")
         slopes.append({"rule": rule, "slope": slope, "ci_low": low, "ci_high": high,

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 from alignlib import kernels
 from alignlib.models import MLP
 from alignlib.rules import LossFn, align_zero, get_rule, mse, sites
+from alignlib.statistics import power_law_fit
 
 Array = jax.Array
 
@@ -145,13 +146,6 @@ def output_distance(outputs: Array, reference: Array, reference_start: Array) ->
 THEORY_RULES = ("align_zero", "align_ada", "align_prop", "fa", "dfa", "readout")
 
 
-def _loglog_slope(x, y) -> float:
-    import numpy as np
-
-    x, y = np.log(np.asarray(x, float)), np.log(np.asarray(y, float))
-    return float(np.polyfit(x, y, 1)[0])
-
-
 def fitted_slopes(table, x: str, y: str = "value", by: tuple[str, ...] = ("metric",)):
     """Least-squares slope of ``log y`` against ``log x`` for each group of ``by``."""
     import pandas as pd
@@ -162,7 +156,7 @@ def fitted_slopes(table, x: str, y: str = "value", by: tuple[str, ...] = ("metri
         group = group[group[y] > 0]
         if group[x].nunique() < 2:
             continue
-        slope = _loglog_slope(group[x], group[y])
+        slope = power_law_fit(group[x], group[y])["slope"]
         rows.append({**dict(zip(by, key)), "slope": slope})
     return pd.DataFrame(rows)
 
