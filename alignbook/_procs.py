@@ -167,10 +167,14 @@ def stop_tree_on_signals(echo=None) -> Iterator[None]:
     installed: dict[int, object] = {}
     before = set(children_of_self())
 
+    stopped = [0]
+
     def handler(signum, frame):
-        # one interrupt is enough: further signals are ignored while the processes stop
+        # one interrupt is enough: further signals are ignored while the processes stop.
+        # Stop them first, so that nothing waits on a kernel while the exception unwinds.
         for sig in installed:
             signal.signal(sig, signal.SIG_IGN)
+        stopped[0] = stop_descendants(keep=before)
         raise Interrupted(signum)
 
     if threading.current_thread() is threading.main_thread():
@@ -181,7 +185,7 @@ def stop_tree_on_signals(echo=None) -> Iterator[None]:
     except KeyboardInterrupt as exc:
         for sig in installed:
             signal.signal(sig, signal.SIG_IGN)
-        n = stop_descendants(keep=before)
+        n = stopped[0] + stop_descendants(keep=before)
         if echo is not None:
             echo(f"  {exc if isinstance(exc, Interrupted) else 'interrupted'}: "
                  f"stopped {n} process(es) of the build")

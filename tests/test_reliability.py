@@ -560,6 +560,40 @@ def test_stopping_a_parallel_build_stops_its_workers_and_kernels(book_env, signu
 
 
 @pytest.mark.slow
+def test_stopping_a_single_run_stops_its_kernel(book_env):
+    """``alignbook run`` executes in the main process: its kernel is stopped too, without
+    the kernel's own tracebacks, and no half-written notebook is left."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from alignbook._procs import descendants
+    from test_book_pipeline import make_book
+
+    root = make_book(book_env / "b", chapters={"a": [("code", SLEEPER.format(name="a"))]})
+    stamps = book_env / "stamps"
+    stamps.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "alignbook.cli", "--root", str(root), "run", "a", "--profile", "tiny"],
+        env={**os.environ, "STAMPS": str(stamps)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 180
+    while not ((stamps / "a").is_file() and (stamps / "a").read_text()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the kernel did not start"
+        time.sleep(0.2)
+    tree = descendants(proc.pid)
+    assert int((stamps / "a").read_text().split()[0]) in tree
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.strip() == "alignbook: interrupted by SIGTERM"
+    assert "stopped 1 process(es) of the build" in out
+    assert wait_gone(tree, 5) == []
+    assert list((root / "_build" / "runs" / "tiny").iterdir()) == []
+
+
+@pytest.mark.slow
 def test_workers_of_a_killed_build_exit_with_their_kernels(book_env):
     """SIGKILL leaves the main process no chance to clean up: the workers notice that they
     were re-parented, stop their kernels and exit."""
