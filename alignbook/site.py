@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from alignbook.pipeline import Book, SiteFailed, _strip_suffix
+from alignbook.pipeline import Book, SiteFailed, _strip_suffix, profile_lock
 from alignbook.scorecard import fill_scorecard
 
 __all__ = ["render_site"]
@@ -90,7 +90,14 @@ def render_site(book: Book, profile: str, echo=print) -> Path:
     """Render the site from ``_build/executed/<profile>`` with Jupyter Book
     (``-W --keep-going``: any Sphinx warning fails the build). Chapters with no
     executed notebook are left out of the rendered table of contents (with a
-    message). Returns the HTML folder ``_build/<profile>/html``."""
+    message). Returns the HTML folder ``_build/<profile>/html``. Holds the profile's
+    lock (:func:`alignbook.pipeline.profile_lock`), so that two renderings of one
+    profile never share the staging folder."""
+    with profile_lock(book, profile, echo):
+        return _render_site(book, profile, echo)
+
+
+def _render_site(book: Book, profile: str, echo=print) -> Path:
     staging = book.build_dir / "staging" / profile
     if staging.exists():
         shutil.rmtree(staging)
