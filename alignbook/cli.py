@@ -309,8 +309,6 @@ def main(argv: list[str] | None = None) -> int:
         return 128 + int(signum)
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
 
 
 def save_benchmark(tidy, out: str | Path, *, name: str = "rule_cost",
@@ -340,3 +338,7 @@ def save_benchmark(tidy, out: str | Path, *, name: str = "rule_cost",
     with _results._atomic_path(paths["json"]) as tmp:
         tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return paths
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
