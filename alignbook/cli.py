@@ -43,7 +43,7 @@ def _parser() -> argparse.ArgumentParser:
             Examples:
               alignbook build --profile tiny
               alignbook build --profile gpu --chapters alignment,rules
-              alignbook run alignment --profile cpu -p widths "[64, 256]" -p lr 5.0
+              alignbook run alignment --profile cpu -p mlp_widths "[64, 256]" -p lr 5.0
               alignbook params alignment --profile gpu
               alignbook claims --profile cpu
 

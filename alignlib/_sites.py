@@ -23,15 +23,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import numbers
 from functools import partial
 from typing import Any, Callable, Literal, NamedTuple
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
+
+from alignlib.validation import number, positive_integer
 
 Array = jax.Array
 Parameterization = Literal["ntk", "standard"]
@@ -93,20 +93,13 @@ def _init_weight(key: Array, shape: tuple[int, ...], fan_in: int, parameterizati
 
 
 def check_size(name: str, value) -> int:
-    """A layer size, stride or count as a Python int; a clear error unless it is an integer
-    (Python or NumPy, not bool) >= 1."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Integral, np.integer)) \
-            or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """A layer size, stride or count as a Python int (:func:`alignlib.validation.positive_integer`)."""
+    return positive_integer(name, value)
 
 
 def check_bias_multiplier(value) -> float:
     """``beta`` as a float; a clear error unless it is a finite number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
-            or not math.isfinite(value) or value < 0:
-        raise ValueError(f"bias_multiplier must be a finite number >= 0, got {value!r}")
-    return float(value)
+    return number("bias_multiplier", value, low=0)
 
 
 def _lax_conv_same(x: Array, w: Array, stride: int) -> Array:

@@ -31,6 +31,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from alignlib.validation import number
+
 __all__ = ["DEFAULT_TOLERANCE", "LAST_FRACTION", "MIN_EPOCHS", "check_tolerance", "window", "relative_change", "has_converged",
            "convergence_table"]
 
@@ -46,10 +48,7 @@ _NOT_KEYS = {"epoch", "metric", "value", "diverged", "batch_size", "runs_in_call
 
 def check_tolerance(tol) -> float:
     """``tol`` as a float; a clear error unless it is a finite number > 0."""
-    if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
-            or not math.isfinite(tol) or tol <= 0:
-        raise ValueError(f"convergence tolerance must be a finite number > 0, got {tol!r}")
-    return float(tol)
+    return number("convergence tolerance", tol, low=0, low_open=True)
 
 
 def window(epochs: int) -> int:

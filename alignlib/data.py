@@ -20,6 +20,8 @@ import dataclasses
 
 import numpy as np
 
+from alignlib.validation import integer
+
 __all__ = ["Dataset", "load_digits", "add_task", "add_task_targets", "one_hot_targets", "ADD_TASK_LAGS"]
 
 #: The Add task's lags ``(s1, s2)`` and weights: target_t = 0.5 + 0.5 x_(t-2) - 0.25 x_(t-5).
@@ -61,12 +63,7 @@ class Dataset:
 
 
 def _check_int(name: str, value, *, low: int, high: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"`{name}` must be an integer, got {value!r}.")
-    if value < low or (high is not None and value > high):
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ValueError(f"`{name}` must be {bound}, got {value}.")
-    return int(value)
+    return integer(name, value, low=low, high=high)
 
 
 def one_hot_targets(labels: np.ndarray, n_classes: int) -> np.ndarray:

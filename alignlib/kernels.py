@@ -103,6 +103,8 @@ import jax
 import jax.numpy as jnp
 from jax import Array
 
+from alignlib.validation import positive_integer
+
 __all__ = [
     "nngp",
     "derivative_kernels",
@@ -142,12 +144,9 @@ def _as_inputs(X, name: str = "X") -> Array:
 
 
 def _check_depth(depth) -> int:
-    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-        raise ValueError(
-            f"depth must be an int >= 1 (the number of weight layers, readout "
-            f"included); got {depth!r}"
-        )
-    return depth
+    """The number of weight layers, readout included (an MLP with ``L`` hidden layers has
+    ``depth = L + 1``)."""
+    return positive_integer("depth (the number of weight layers, readout included)", depth)
 
 
 def _check_sigmas(sigma_w, sigma_b) -> tuple[float, float]:

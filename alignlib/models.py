@@ -16,8 +16,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from alignlib._sites import (Array, Conv, Dense, Parameterization, Site, check_size, each,
-                             first_stream, relu)
+from alignlib._sites import (
+    Array,
+    Conv,
+    Dense,
+    Parameterization,
+    Site,
+    check_size,
+    each,
+    first_stream,
+    relu,
+)
 
 _check_positive = check_size  # a positive integer (Python or NumPy) as an int, or ValueError
 

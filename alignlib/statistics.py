@@ -19,15 +19,14 @@ from typing import Sequence
 
 import numpy as np
 
+from alignlib.validation import number
+
 __all__ = ["t_interval", "linear_fit", "power_law_fit", "check_confidence"]
 
 
 def check_confidence(confidence) -> float:
     """``confidence`` as a float in (0, 1), or a ``ValueError`` naming it."""
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
-            or not 0 < confidence < 1:
-        raise ValueError(f"`confidence` must be a number in (0, 1), got {confidence!r}")
-    return float(confidence)
+    return number("`confidence`", confidence, low=0, high=1, low_open=True, high_open=True)
 
 
 def _t_quantile(confidence: float, dof: int) -> float:

@@ -27,9 +27,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from typing import Any, Iterator
+
+from helpers import serve_http
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 
@@ -110,16 +111,8 @@ def serve(folder: str | os.PathLike) -> Iterator[str]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    handler = functools.partial(Quiet, directory=str(folder))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_http(functools.partial(Quiet, directory=str(folder))) as url:
+        yield url + "/"
 
 
 class CDPError(RuntimeError):

@@ -1,10 +1,15 @@
 """What several test modules need: the repository root, what an executed chapter glued,
-the figure labels of a chapter's page, and the relative error of two pytrees."""
+the figure labels of a chapter's page, the relative error of two pytrees, and a local
+HTTP server."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import re
+import threading
 from pathlib import Path
+from typing import Callable, Iterator
 
 import nbformat
 
@@ -44,3 +49,18 @@ def rel_err(a, b) -> float:
     num = sum(float(jnp.sum((u - v) ** 2)) for u, v in zip(la, lb))
     den = sum(float(jnp.sum(v ** 2)) for v in lb)
     return (num / den) ** 0.5
+
+
+@contextlib.contextmanager
+def serve_http(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve ``handler`` on 127.0.0.1 (a free port) in a thread; yields the base URL
+    ``http://127.0.0.1:PORT`` (no trailing slash) and shuts the server down after."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -12,13 +12,13 @@ import http.server
 import io
 import os
 import tarfile
-import threading
 import warnings
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import serve_http
 
 from alignlib import datasets as ds
 from alignlib.data import Dataset
@@ -425,15 +425,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def server(kmnist_files, cifar_tarball):
     _Handler.files = {p.name: p.read_bytes() for p in kmnist_files["folder"].iterdir()}
     _Handler.files[cifar_tarball["path"].name] = cifar_tarball["path"].read_bytes()
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
+    with serve_http(_Handler) as url:
+        yield url
 
 
 def leftovers(folder: Path) -> list[str]:

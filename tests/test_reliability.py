@@ -6,7 +6,6 @@ Each test here failed before the fix it guards.
 
 from __future__ import annotations
 
-import gzip
 import os
 import stat
 import warnings

@@ -42,6 +42,7 @@ from alignlib.data import TARGET_OFFSET, Dataset, load_digits, one_hot_targets
 from alignlib.rules import get_rule
 from alignlib.statistics import t_interval
 from alignlib.training import train
+from alignlib.validation import integers, numbers_list
 
 __all__ = [
     "ARCHS",
@@ -86,34 +87,8 @@ _COLUMN_ORDER = (*RUN_KEYS, "epoch", "metric", "value", "diverged", "batch_size"
 # --------------------------------------------------------------------------- checks
 
 
-def _int_list(name: str, values, *, low: int = 1) -> list[int]:
-    if isinstance(values, (int, np.integer)) and not isinstance(values, bool):
-        values = [values]
-    values = list(values)
-    if not values:
-        raise ValueError(f"`{name}` must list at least one value")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
-            raise ValueError(f"`{name}` must hold integers >= {low}, got {v!r}")
-    if len(set(values)) != len(values):
-        raise ValueError(f"`{name}` has repeated entries: {values}")
-    return [int(v) for v in values]
-
-
-def _lr_list(name: str, values) -> list[float]:
-    if isinstance(values, (int, float, np.integer, np.floating)) and not isinstance(values, bool):
-        values = [values]
-    values = list(values)
-    if not values:
-        raise ValueError(f"`{name}` must list at least one learning rate")
-    for v in values:
-        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) \
-                or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"`{name}` must hold positive, finite numbers, got {v!r}")
-    values = [float(v) for v in values]
-    if len(set(values)) != len(values):
-        raise ValueError(f"`{name}` has repeated entries: {values}")
-    return values
+_int_list = integers  # a non-empty list of distinct integers >= low
+_lr_list = numbers_list  # a non-empty list of distinct positive, finite numbers
 
 
 def _rule_list(rules) -> list[str]:

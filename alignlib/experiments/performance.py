@@ -54,6 +54,7 @@ import pandas as pd
 from alignlib.data import add_task_targets
 from alignlib.models import MLP, RNN, ConvNet
 from alignlib.rules import RULES, LossFn, get_rule, mse, sequence_mse
+from alignlib.validation import positive_integer
 
 Array = jax.Array
 
@@ -152,8 +153,7 @@ def _problem_builder(kind, width, batch_size, input_shape, depth, strides, seq_l
 
 
 def _check_batch(batch_size: int) -> None:
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    positive_integer("batch_size", batch_size)
 
 
 # ------------------------------------------------------------------ compiled steps
@@ -562,7 +562,7 @@ def plot_rule_costs(tidy: pd.DataFrame, *, target: float | None = ALIGN_TARGET):
             title += f", batch {int(part.batch_size.iloc[0])}"
         ax.set_title(title, fontsize=9)
     axes[0][0].set_ylabel("step time / backprop step time")
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes[0]:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)

@@ -64,8 +64,16 @@ from jax import lax
 from alignlib._sites import AdaPair, Array, Dense, Pair, Site
 from alignlib.data import Dataset, add_task, add_task_targets
 from alignlib.models import RNN
-from alignlib.rules import (LearningRule, LossFn, _align_zero_gradient, _frozen_copy,
-                            _no_state, _value_with_gradient_of, get_rule, sequence_mse)
+from alignlib.rules import (
+    LearningRule,
+    LossFn,
+    _align_zero_gradient,
+    _frozen_copy,
+    _no_state,
+    _value_with_gradient_of,
+    get_rule,
+    sequence_mse,
+)
 from alignlib.statistics import power_law_fit, t_interval
 from alignlib.training import make_epoch, make_evaluate, make_optimizer, train
 

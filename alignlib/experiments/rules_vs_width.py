@@ -21,10 +21,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from alignlib.experiments import feedforward as ff
-from alignlib.statistics import linear_fit
 from alignlib import claims as C
 from alignlib.convergence import convergence_table
+from alignlib.experiments import feedforward as ff
+from alignlib.statistics import linear_fit
 
 __all__ = ["ALIGN_RULES", "FEEDBACK_RULES", "learning_rate_plan", "lrs_by_width", "sweep", "Analysis",
            "analyse", "claims"]
