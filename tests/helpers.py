@@ -1,10 +1,11 @@
 """What several test modules need: the repository root, what an executed chapter glued,
-the figure labels of a chapter's page, the relative error of two pytrees, and a local
-HTTP server."""
+the figure labels of a chapter's page, the relative error of two pytrees, a local
+HTTP server, and the ``cpu_only`` decorator."""
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.server
 import re
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import nbformat
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,3 +66,22 @@ def serve_http(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> It
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def cpu_only(test: Callable) -> Callable:
+    """Mark a test that checks what XLA compiles for the CPU backend (op counts in the
+    HLO, the CPU-only code paths of :mod:`alignlib._sites`): it is skipped when JAX's
+    default backend is not the CPU. The backend is asked when the test runs, not when
+    it is collected, so that collecting the suite starts no accelerator. The test also
+    carries the ``cpu_only`` marker (``pytest -m "not cpu_only"`` leaves them all out)."""
+
+    @functools.wraps(test)
+    def run(*args, **kwargs):
+        import jax
+
+        backend = jax.default_backend()
+        if backend != "cpu":
+            pytest.skip(f"checks the CPU backend's compiled program; JAX's backend is {backend}")
+        return test(*args, **kwargs)
+
+    return pytest.mark.cpu_only(run)

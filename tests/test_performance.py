@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import cpu_only
 
 import alignlib as al
 from alignbook import cli
@@ -65,6 +66,7 @@ def test_compiled_step_trains_and_feeds_state_back():
 
 
 @pytest.mark.slow
+@cpu_only  # counts XLA:CPU's dot / convolution ops; GPUs compile to library calls and fusions
 def test_hlo_op_counts_match_the_rules_arithmetic():
     """MLP with 2 hidden layers: backprop = 3 forward + 3 weight-gradient + 2 input-gradient
     products; Align-zero/ada add the initial network's 3 forward products; readout-only
