@@ -8,18 +8,21 @@ Usage::
     alignbook new CHAPTER [--title TITLE]
     alignbook bench [--models mlp,conv,rnn] [--widths 256,1024 | --widths mlp=256,1024 ...]
                     [--rules backprop,align_zero,...] [--repeats 20] [--out DIR]
+    alignbook doctor [--json] [--no-verify]
 
 Run it from the book's folder (the one with ``_toc.yml``) or below it, or give
 ``--root``. Exit status: 0 success, 1 a chapter or the site build failed,
 2 bad arguments, profiles or parameters (nothing was executed), 128 + the signal's
 number when stopped by SIGINT (130) or SIGTERM (143), after stopping every process
-the build started.
+the build started. ``alignbook doctor`` always exits 0 (2 for bad arguments): it
+reports, it does not judge.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import textwrap
@@ -46,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
               alignbook run alignment --profile cpu -p mlp_widths "[64, 256]" -p lr 5.0
               alignbook params alignment --profile gpu
               alignbook claims --profile cpu
+              alignbook doctor
 
             Executed notebooks go to _build/executed/<profile>/, single runs to
             _build/runs/<profile>/, the site to _build/<profile>/html/ (the link
@@ -111,6 +115,19 @@ def _parser() -> argparse.ArgumentParser:
     p_bench.add_argument("--warmup", type=int, default=3, help="untimed steps per rule first (default: 3)")
     p_bench.add_argument("--out", type=Path, default=None,
                          help="output folder (default: results/bench in the book folder)")
+
+    p_doctor = sub.add_parser(
+        "doctor", parents=[common], help="what this machine offers: Python, JAX, devices, data; "
+                                         "whether the gpu profile can run here",
+        description="Print the Python and package versions, JAX's backend and devices (with "
+                    "their memory where JAX reports it), whether 64-bit floats are on, the "
+                    "data cache folder and, for every data set the gpu profile reads, whether "
+                    "its files are there and match their published checksums; the last line "
+                    "says whether the gpu profile can run here or what is missing. Changes "
+                    "nothing; exit status 0.")
+    p_doctor.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p_doctor.add_argument("--no-verify", dest="verify", action="store_false",
+                          help="only check that the data files exist (skip their checksums)")
     return parser
 
 
@@ -284,8 +301,182 @@ def _cmd_new(args, book: _book.Book) -> int:
     return 0
 
 
+#: The profile ``alignbook doctor`` checks, and what it needs besides data: an accelerator.
+DOCTOR_PROFILE = "gpu"
+_DOCTOR_PACKAGES = ("jax", "jaxlib", "equinox", "optax", "jax-cuda12-plugin", "jax-cuda13-plugin")
+_DOCTOR_ENV = ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
+               "XLA_PYTHON_CLIENT_MEM_FRACTION", "XLA_PYTHON_CLIENT_ALLOCATOR", "XLA_FLAGS",
+               "JAX_ENABLE_X64", "ALIGNBOOK_DATA", "XDG_CACHE_HOME")
+
+
+def _doctor_jax() -> dict[str, Any]:
+    """JAX's backend, devices (memory where ``memory_stats()`` reports it) and x64 flag."""
+    if "jax" not in sys.modules:
+        # started in this process: do not take 75% of a GPU that a running build may use
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    try:
+        import jax
+
+        devices = jax.devices()
+        backend = jax.default_backend()
+        x64 = bool(jax.config.jax_enable_x64)
+    except Exception as exc:  # a broken install or a plugin failing to initialise
+        return {"backend": None, "devices": [], "x64": None, "error": f"{type(exc).__name__}: {exc}"}
+    found = []
+    for d in devices:
+        entry: dict[str, Any] = {"id": d.id, "platform": d.platform, "kind": d.device_kind}
+        try:
+            stats = d.memory_stats() or {}
+        except Exception:  # not every backend implements it
+            stats = {}
+        for key, name in (("bytes_limit", "memory_limit_bytes"), ("bytes_in_use", "memory_in_use_bytes")):
+            if key in stats:
+                entry[name] = int(stats[key])
+        found.append(entry)
+    return {"backend": backend, "devices": found, "x64": x64, "error": None}
+
+
+def _doctor_datasets(root: Path | None) -> tuple[list[tuple[str, str | None]], str | None]:
+    """The ``(data set, data_dir or None)`` pairs that the doctor profile's chapters read
+    (their ``dataset`` / ``datasets`` / ``data_dir`` parameters), and a note when the book
+    or the profile cannot be read (then every data set with files is listed)."""
+    from alignlib import datasets as _ds
+
+    try:
+        book = _book.Book(root if root is not None else _results.project_root())
+        profiles = _book.load_profiles(book)
+        if DOCTOR_PROFILE not in profiles:
+            raise _book.BookError(f"book/profiles.yml has no {DOCTOR_PROFILE!r} profile")
+        pairs: list[tuple[str, str | None]] = []
+        for chapter in book.chapters():
+            values = _book.resolve_parameters(book, chapter, DOCTOR_PROFILE, profiles)
+            names = values.get("datasets") or []
+            names = [names] if isinstance(names, str) else list(names)
+            if isinstance(values.get("dataset"), str):
+                names.append(values["dataset"])
+            data_dir = values.get("data_dir") or None
+            for name in names:
+                if name in _ds.DATASETS and (name, data_dir) not in pairs:
+                    pairs.append((name, data_dir))
+        return pairs, None
+    except _book.BookError as exc:
+        return [(name, None) for name in _ds.DATASETS], \
+            f"{exc}; listing every data set read from files instead"
+
+
+def _fetch_hint(name: str, missing: list[str], data_dir: str | None) -> str:
+    """How to get the ``missing`` files of data set ``name``."""
+    from alignlib import datasets as _ds
+
+    if name == "imagenet32":
+        return (f"{_ds.DATASETS[name].note} Put {' and '.join(missing)} (from "
+                f"{_ds.DATASETS[name].base_url}) in {_ds.cache_folder(name, data_dir)}.")
+    where = f", cache_dir={data_dir!r}" if data_dir else ""
+    return ("python -c \"from alignlib.datasets import fetch_file; "
+            f"[fetch_file('{name}', f, download=True{where}) for f in {missing!r}]\"")
+
+
+def doctor_report(root: Path | None = None, *, verify: bool = True) -> dict[str, Any]:
+    """What ``alignbook doctor`` prints, as a dict (``--json`` prints exactly this)."""
+    import platform
+
+    from alignlib import datasets as _ds
+
+    environment = {k: os.environ[k] for k in _DOCTOR_ENV if k in os.environ}  # as given
+    jax_info = _doctor_jax()
+    pairs, note = _doctor_datasets(root)
+    data = []
+    for name, data_dir in pairs:
+        checks = _ds.check_files(name, cache_dir=data_dir, verify=verify)
+        bad = [c.filename for c in checks if not c.ok]
+        data.append({
+            "name": name, "title": _ds.DATASETS[name].title,
+            "folder": str(_ds.cache_folder(name, data_dir)), "ok": not bad,
+            "files": [{"filename": c.filename, "path": str(c.path), "status": c.status,
+                       "detail": c.detail} for c in checks],
+            "fetch": _fetch_hint(name, bad, data_dir) if bad else None,
+        })
+    accelerators = [d for d in jax_info["devices"] if d["platform"] != "cpu"]
+    plugins = [p for p in ("jax-cuda12-plugin", "jax-cuda13-plugin") if _results._version(p)]
+    reasons = []
+    if not accelerators:
+        why = (f"JAX failed to start ({jax_info['error']})" if jax_info["error"]
+               else f"JAX's backend is {jax_info['backend']}")
+        if plugins and not jax_info["error"]:
+            why += f", and {' and '.join(plugins)} is installed but did not load (see JAX's warning)"
+        elif not plugins:
+            why += ", and no CUDA plugin is installed (pip install -e \".[gpu]\")"
+        reasons.append(f"No GPU or TPU: {why}.")
+    missing = [d["name"] for d in data if not d["ok"]]
+    if missing:
+        reasons.append(f"Data missing or bad: {', '.join(missing)} (see above).")
+    if reasons:
+        summary = f"{DOCTOR_PROFILE} profile: cannot run here. " + " ".join(reasons)
+    else:
+        kinds = sorted({d["kind"] for d in accelerators})
+        summary = (f"{DOCTOR_PROFILE} profile: can run here ({len(accelerators)} x {', '.join(kinds)}; "
+                   f"every data file present{'' if verify else ', checksums not checked'}).")
+    return {
+        "python": {"version": platform.python_version(), "executable": sys.executable},
+        "packages": {p: _results._version(p) for p in _DOCTOR_PACKAGES},
+        "jax": jax_info,
+        "environment": environment,
+        # the folder that holds one folder per data set (cache_folder's own rule)
+        "data": {"root": str(_ds.cache_folder("kmnist").parent), "verified": verify, "note": note,
+                 "datasets": data},
+        DOCTOR_PROFILE + "_profile": {"can_run": not reasons, "accelerator": bool(accelerators),
+                                      "missing_data": missing, "reasons": reasons,
+                                      "summary": summary},
+    }
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _cmd_doctor(args) -> int:
+    report = doctor_report(getattr(args, "root", None), verify=args.verify)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    jax_info, data = report["jax"], report["data"]
+    print(f"Python      {report['python']['version']}  ({report['python']['executable']})")
+    print("Packages    " + ", ".join(f"{p} {v}" for p, v in report["packages"].items()
+                                     if v or p in ("jax", "jaxlib", "equinox", "optax")))
+    if jax_info["error"]:
+        print(f"JAX         failed to start: {jax_info['error']}")
+    else:
+        print(f"Backend     {jax_info['backend']}")
+        for d in jax_info["devices"]:
+            memory = ""
+            if "memory_limit_bytes" in d:
+                memory = f", memory for JAX {_gib(d['memory_limit_bytes'])}"
+                if "memory_in_use_bytes" in d:
+                    memory += f" ({_gib(d['memory_in_use_bytes'])} in use)"
+            print(f"Device {d['id']:<4} {d['platform']}: {d['kind']}{memory}")
+        print(f"64-bit      {'on' if jax_info['x64'] else 'off'} (jax_enable_x64; "
+              "the theory chapter turns it on for itself)")
+    env = report["environment"]
+    print("Environment " + ("  ".join(f"{k}={v}" for k, v in env.items()) if env else
+                            "none set of " + ", ".join(_DOCTOR_ENV)))
+    print(f"Data cache  {data['root']}" + ("" if data["verified"] else "  (checksums not checked)"))
+    if data["note"]:
+        print(f"  note: {data['note']}")
+    print(f"Data the {DOCTOR_PROFILE} profile reads:")
+    for d in data["datasets"]:
+        print(f"  {d['name']} ({d['title']}): {'present' if d['ok'] else 'NOT READY'}  in {d['folder']}")
+        for f in d["files"]:
+            print(f"    {f['filename']:<32} {f['status']}" + (f"  ({f['detail']})" if f["detail"] else ""))
+        if d["fetch"]:
+            print(f"    to fetch: {d['fetch']}")
+    print(report[DOCTOR_PROFILE + "_profile"]["summary"])
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "doctor":  # needs no book folder (reads one if there is one)
+        return _cmd_doctor(args)
     if args.command == "bench":  # needs no book folder
         try:
             return _cmd_bench(args)

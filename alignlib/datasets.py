@@ -32,7 +32,8 @@ or overwritten) and :class:`ChecksumMismatchError` is raised; a file that cannot
 (truncated, not in its format) is treated the same way (:class:`CorruptFileError`, of
 which :class:`ChecksumMismatchError` is a kind). Files without a published checksum are
 used with a one-time :class:`UnverifiedFileWarning`. Temporary ``.part`` files left by a
-killed download are removed by the next fetch of that file.
+killed download are removed by the next fetch of that file. :func:`check_files` reports
+which of a loader's files are there and whether they verify, without changing anything.
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ __all__ = [
     "UnverifiedFileWarning",
     "cache_folder",
     "fetch_file",
+    "FileCheck",
+    "check_files",
     "load_kmnist",
     "load_cifar10",
     "load_imagenet32",
@@ -643,6 +646,94 @@ def _fetch_all(name: str, filenames: list[str], *, loader: str, cache_dir, downl
                       checksums=checksums, progress=progress)
         for f in filenames
     }
+
+
+@dataclasses.dataclass(frozen=True)
+class FileCheck:
+    """What :func:`check_files` found for one file a loader reads.
+
+    ``status``: ``"verified"`` (its checksum is the published one), ``"unverifiable"``
+    (present; no published checksum), ``"unchecked"`` (present; ``verify=False``),
+    ``"bad"`` (wrong checksum, or not in its format: a loader would move it aside) or
+    ``"missing"``. ``detail`` says more where there is more to say.
+    """
+
+    filename: str
+    path: Path
+    status: str
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        """The file is there and nothing is known to be wrong with it."""
+        return self.status in ("verified", "unverifiable", "unchecked")
+
+
+#: Files each loader reads with its default ``split``, and those ``split="test"`` adds.
+_NEEDED = {
+    "kmnist": {"heldout": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")},
+    "cifar10": {"heldout": ("cifar-10-binary.tar.gz",), "test": ()},
+}
+_DEFAULT_SPLIT = {"kmnist": "heldout", "cifar10": "heldout", "imagenet32": "test"}
+
+
+def _check_one(info: DatasetInfo, path: Path, verify: bool) -> FileCheck:
+    if not path.is_file():
+        return FileCheck(path.name, path, "missing")
+    if not verify:
+        return FileCheck(path.name, path, "unchecked")
+    expected = info.file(path.name).checksum
+    if expected is None:
+        return FileCheck(path.name, path, "unverifiable", "no published checksum")
+    algorithm, digest = expected
+    actual = _file_digest(path, algorithm)
+    if actual != digest:
+        return FileCheck(path.name, path, "bad", f"{algorithm} {actual}, published {digest}")
+    return FileCheck(path.name, path, "verified", algorithm)
+
+
+def check_files(name: str, *, cache_dir: str | os.PathLike | None = None, split: str | None = None,
+                verify: bool = True) -> list[FileCheck]:
+    """Check, without changing anything, the files that ``load_<name>(split=split)`` reads.
+
+    Nothing is downloaded, moved or created. ``split`` defaults to the loader's own
+    default (``"heldout"`` for KMNIST and CIFAR-10, ``"test"`` for ImageNet32).
+    ``verify=False`` skips the checksums (only presence is checked). For ImageNet32 each
+    zip counts as present when the npz files it holds are all extracted in the cache
+    folder (or in the folder named after the zip); a missing zip's entry says how many of
+    them were found. The offline sets (``"digits"``, ``"add"``) need no files: ``[]``.
+    """
+    if name in ("digits", "add"):
+        return []
+    info = _info(name)
+    split = _check_split(split if split is not None else _DEFAULT_SPLIT[name])
+    folder = cache_folder(name, cache_dir)
+    if name != "imagenet32":
+        wanted = _NEEDED[name]["heldout"] + (_NEEDED[name]["test"] if split == "test" else ())
+        return [_check_one(info, folder / f, verify) for f in wanted]
+    groups = [(_IMAGENET_TRAIN_ZIP, _IMAGENET_TRAIN_NPZ)]
+    if split == "test":
+        groups.append((_IMAGENET_VAL_ZIP, (_IMAGENET_VAL_NPZ,)))
+    checks = []
+    for zip_name, npz_names in groups:
+        # the loader reads each npz file extracted if it is (in the folder or the one named
+        # after the zip, see _ImagenetSource), else from the zip
+        places = [(folder / n, folder / zip_name[: -len(".zip")] / n) for n in npz_names]
+        found = [next(c for c in pair if c.is_file()) for pair in places if any(c.is_file() for c in pair)]
+        zpath = folder / zip_name
+        if len(found) == len(npz_names):
+            checks += [FileCheck(p.name, p, "unverifiable" if verify else "unchecked",
+                                 "extracted from " + zip_name) for p in found]
+        elif zpath.is_file():
+            check = _check_one(info, zpath, verify)
+            if verify and not zipfile.is_zipfile(zpath):
+                check = FileCheck(zip_name, zpath, "bad", "not a zip archive (a saved login page?)")
+            checks.append(check)
+        else:
+            checks.append(FileCheck(zip_name, zpath, "missing",
+                                    f"or its {len(npz_names)} npz file(s) extracted: {len(found)} found"))
+    return checks
 
 
 # ---------------------------------------------------------------------------------------
