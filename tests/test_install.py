@@ -1,13 +1,16 @@
 """Installing and running where readers are: ``alignbook doctor``, the data checks it
-uses (:func:`alignlib.datasets.check_files`) and the ``cpu_only`` decorator. Nothing here
-needs a GPU, and nothing is downloaded."""
+uses (:func:`alignlib.datasets.check_files`), the README's GPU commands and the
+``cpu_only`` decorator. Nothing here needs a GPU, and nothing is downloaded."""
 
 from __future__ import annotations
 
+import ast
 import json
 import platform
 import re
+import shlex
 import sys
+import tomllib
 import zipfile
 
 import jax
@@ -170,6 +173,57 @@ def test_check_files_follows_the_loaders(data_cache):
     with zipfile.ZipFile(folder / "Imagenet32_train_npz.zip", "w") as zf:
         zf.writestr("train_data_batch_1.npz", b"")
     assert ds.check_files("imagenet32")[0].status == "unverifiable"
+
+
+def readme_gpu_section() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    match = re.search(r"^## Running on a GPU\n(.*?)(?=^## )", text, re.MULTILINE | re.DOTALL)
+    assert match, "README.md has no 'Running on a GPU' section"
+    return match.group(1)
+
+
+def test_readme_gpu_commands_parse():
+    """Every shell command of the README's GPU section is accepted as written (nothing is
+    run): `alignbook` arguments by the parser, pip extras by pyproject.toml, `python -c`
+    code by the compiler, `make` targets by the Makefile."""
+    section = readme_gpu_section()
+    blocks = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    lines = [line for block in blocks for line in block.splitlines() if line.strip()]
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = set(pyproject["project"]["optional-dependencies"])
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    seen = []
+    for line in lines:
+        words = shlex.split(line, comments=True)
+        while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):  # VAR=value prefixes
+            words.pop(0)
+        program = words[0].rsplit("/", 1)[-1]
+        if program == "alignbook":
+            args = cli._parser().parse_args(words[1:])
+            seen.append((args.command, getattr(args, "profile", None), getattr(args, "jobs", None)))
+        elif program == "pip":
+            (spec,) = [w for w in words if w.startswith(".[")]
+            assert set(spec[2:-1].split(",")) <= extras, line
+        elif program == "python":
+            assert words[1] == "-c", line
+            ast.parse(words[2])
+        elif program == "make":
+            assert re.search(rf"^{words[1]}:", makefile, re.MULTILINE), line
+        else:
+            raise AssertionError(f"unexpected command in the README's GPU section: {line}")
+    assert ("doctor", None, None) in seen
+    assert ("build", "gpu", 1) in seen
+
+
+def test_readme_gpu_section_names_the_settings_and_the_data_folders():
+    section = readme_gpu_section()
+    for text in ("XLA_PYTHON_CLIENT_PREALLOCATE=false", "XLA_PYTHON_CLIENT_MEM_FRACTION",
+                 "jax.devices()", "alignbook doctor", "ALIGNBOOK_DATA", "~/.cache/alignbook/datasets"):
+        assert text in section, text
+    for name in GPU_DATA:
+        assert f"`{name}/`" in section, name
+        for check in ds.check_files(name, cache_dir=REPO / "no-such-folder"):
+            assert f"`{check.filename}`" in section, check.filename
 
 
 def test_cpu_only_skips_on_other_backends(monkeypatch):
