@@ -6,17 +6,23 @@
 - ``float64``: a fixture that runs a test with JAX's 64-bit floats on.
 - ``tiny_book``: every chapter of the book executed **once per test session**, in the
   ``tiny`` profile, two at a time, into a temporary results root and build folder (never
-  the reader's ``results/`` or ``_build/``), and the site rendered from them, exactly as
-  ``alignbook build --profile tiny --jobs 2`` does. Every test that inspects an executed
-  chapter reads it from here (:meth:`TinyBook.chapter`), so ``make test`` executes each
-  chapter once; only tests that need other parameters run a chapter again.
+  the reader's ``results/`` or ``_build/``), and the site rendered from them: the command
+  ``alignbook build --profile tiny --jobs 2`` itself, started in a subprocess as soon as
+  the tests are collected, so that it runs beside the unit tests. Every test that
+  inspects an executed chapter reads it from here (:meth:`TinyBook.chapter`), so
+  ``make test`` executes each chapter once; only tests that need other parameters run a
+  chapter again (those are marked ``ci``: ``.ci/run`` runs them after ``make test``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -38,16 +44,22 @@ def float64():
 
 
 @dataclasses.dataclass(frozen=True)
-class ExecutedChapter:
-    """One chapter executed in the tiny profile: its run, executed notebook and results."""
+class ChapterResult:
+    """How one chapter of the session's tiny build ended."""
 
     chapter: str
-    run: object  # alignbook.ChapterRun
-    results: Path  # the results root the run wrote to
+    ok: bool
+    notebook: Path  # the executed notebook (``<chapter>.failed.ipynb`` when it failed)
+    message: str  # the build's output, for a failure
 
-    @property
-    def notebook(self) -> Path:
-        return self.run.output
+
+@dataclasses.dataclass(frozen=True)
+class ExecutedChapter:
+    """One chapter executed in the tiny profile: its executed notebook and results."""
+
+    chapter: str
+    notebook: Path
+    results: Path  # the results root the run wrote to
 
     @property
     def folder(self) -> Path:
@@ -73,7 +85,7 @@ class ExecutedChapter:
 @dataclasses.dataclass(frozen=True)
 class TinyBook:
     root: Path
-    runs: dict  # chapter -> alignbook.ChapterRun
+    runs: dict  # chapter -> ChapterResult
     html: Path | None  # the rendered site, None when a chapter or the site failed
     site_error: str | None = None  # why the site did not render
 
@@ -83,32 +95,81 @@ class TinyBook:
 
     def chapter(self, name: str) -> ExecutedChapter:
         run = self.runs[name]
-        assert run.ok, run.failure_message()
-        return ExecutedChapter(name, run, self.results)
+        assert run.ok, f"chapter {name!r} failed in the tiny build:\n{run.message}"
+        return ExecutedChapter(name, run.notebook, self.results)
+
+
+class _TinyBuild:
+    """``alignbook build --profile tiny --jobs 2 --recompute`` in a subprocess, started as
+    soon as the tests are collected (when any of them reads the tiny book), so that it runs
+    while the unit tests do; :func:`tiny_book` waits for it."""
+
+    process: subprocess.Popen | None = None
+    root: Path | None = None
+
+    @classmethod
+    def start(cls) -> None:
+        import alignbook as B
+        from alignbook.results import RESULTS_ENV
+
+        cls.root = Path(tempfile.mkdtemp(prefix="alignbook-tiny-book-"))
+        env = {**os.environ, RESULTS_ENV: str(cls.root / "results"),
+               B.BUILD_ENV: str(cls.root / "build")}
+        cls.log = cls.root / "build.log"
+        with open(cls.log, "w") as out:
+            cls.process = subprocess.Popen(
+                [sys.executable, "-m", "alignbook.cli", "build", "--profile", "tiny", "--jobs", "2",
+                 "--recompute"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    @classmethod
+    def finish(cls) -> TinyBook:
+        if cls.process is None:
+            cls.start()
+        cls.process.wait()
+        log = cls.log.read_text(errors="replace")
+        executed = cls.root / "build" / "executed" / "tiny"
+        try:
+            timings = json.loads((executed / "timings.json").read_text())
+        except (OSError, ValueError):
+            timings = {}
+        runs = {}
+        for chapter, t in timings.items():
+            ok = bool(t.get("ok"))
+            found = list((executed / "book").glob(f"{chapter}.ipynb" if ok else f"{chapter}.failed.ipynb"))
+            runs[chapter] = ChapterResult(chapter, ok and bool(found),
+                                          found[0] if found else executed / f"{chapter}.ipynb", log)
+        html = cls.root / "build" / "tiny" / "html"
+        done = cls.process.returncode == 0 and (html / "index.html").is_file()
+        return TinyBook(cls.root, runs, html if done else None, None if done else log)
+
+    @classmethod
+    def stop(cls) -> None:
+        if cls.process is not None and cls.process.poll() is None:
+            cls.process.terminate()
+            cls.process.wait(30)
+        if cls.root is not None:
+            shutil.rmtree(cls.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def tiny_book(tmp_path_factory) -> TinyBook:
-    import alignbook as B
-    from alignbook.results import RESULTS_ENV
+def tiny_book() -> TinyBook:
+    """Every chapter executed once in the tiny profile and the site rendered (see the module
+    docstring); never the reader's results/ or _build/."""
+    return _TinyBuild.finish()
 
-    root = tmp_path_factory.mktemp("tiny_book")
-    saved = dict(os.environ)
-    os.environ[RESULTS_ENV] = str(root / "results")
-    os.environ[B.BUILD_ENV] = str(root / "build")
-    try:
-        book = B.Book(REPO)
-        html, site_error = None, None
-        try:
-            runs, _ = B.build(book, "tiny", jobs=2, recompute=True, site=False, echo=lambda *a: None)
-        except B.ChapterFailed as exc:
-            runs = exc.runs
-        else:
-            try:
-                html = B.render_site(book, "tiny", echo=lambda *a: None)
-            except B.SiteFailed as exc:
-                site_error = str(exc)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    return TinyBook(root, {r.chapter: r for r in runs}, html, site_error)
+
+def pytest_collection_modifyitems(session, config, items):
+    if any("tiny_book" in getattr(item, "fixturenames", ()) for item in items):
+        _TinyBuild.start()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _TinyBuild.stop()
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "ci: run by .ci/run after `make test` (which leaves them out to stay within "
+        "ten minutes on two cores): chapters re-run with other parameters, the gpu profile's "
+        "paths on fake data files, builds killed or run twice in subprocesses, Dask clusters, "
+        "the pipeline's own small books rendered by Jupyter Book")

@@ -557,6 +557,7 @@ def add_template_chapter(root: Path, name: str) -> None:
     (root / "_toc.yml").write_text(yaml.safe_dump(toc, sort_keys=False))
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_build_renders_the_site_without_warnings(mini, results_root, capfd):
     add_template_chapter(mini, "template")  # the chapter template must build cleanly too
@@ -615,6 +616,7 @@ save_claims(store, [C.Claim("mini", "squares-grow", "Squares grow", "total", flo
 '''
 
 
+@pytest.mark.ci
 def test_scorecard_page_lists_the_claims_of_the_rendered_chapters(tmp_path, results_root, capfd):
     from bs4 import BeautifulSoup
 
@@ -647,6 +649,7 @@ def test_scorecard_page_lists_the_claims_of_the_rendered_chapters(tmp_path, resu
     assert rc == 0 and "mini/squares-grow" in out and "other-run" not in out
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_chapters_that_time_themselves_run_alone_after_the_others(tmp_path, results_root, capfd):
     """With --jobs 2, a chapter whose metadata says run_alone starts only after every other

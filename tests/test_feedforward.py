@@ -251,6 +251,7 @@ def gpu_profile(chapter: str) -> dict:
     return {**defaults, **(profiles["gpu"]["chapters"].get(chapter) or {})}
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_rules_gpu_profile_path_on_fake_kmnist_files(tmp_path):
     p = gpu_profile("rules")
@@ -270,6 +271,7 @@ def test_rules_gpu_profile_path_on_fake_kmnist_files(tmp_path):
     assert len(ff.final_values(adam)) == 1
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_imagenet_gpu_profile_path_on_fake_imagenet32_files(tmp_path):
     p = gpu_profile("imagenet")
@@ -346,6 +348,7 @@ def test_theory_chapter_with_two_widths_fits_no_slope(tiny_book):
     assert found["layerwise-alignment"].verdict != claims.NOT_TESTED
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_theory_chapter_judges_slopes_from_three_widths(tiny_book, tmp_path, monkeypatch):
     values, found = run_for_claims("theory", tiny_book, tmp_path, monkeypatch, [("widths", "[16, 32, 64]")])
@@ -368,6 +371,7 @@ def test_imagenet_smoke_test_does_not_judge_the_claims(tiny_book):
     assert all(c.verdict == claims.NOT_TESTED and c.value is None for c in found.values())
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_imagenet_chapter_judges_the_claims_on_imagenet32_files(tiny_book, tmp_path, monkeypatch):
     fake_imagenet32(tmp_path / "imnet", per_batch=12, n_val=20)

@@ -321,6 +321,7 @@ def test_gpu_profile_names_the_papers_settings():
     assert la.PAPER_CONV_STRIDES["cifar10"] == (1, 1, 1, 2, 1, 2, 1)
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_gpu_path_on_fake_kmnist_and_cifar10_files(tmp_path):
     p = gpu_profile()

@@ -59,6 +59,7 @@ def fake_cifar_loader(tmp_path, p):
     return load
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_low_data_gpu_profile_path_on_fake_cifar10_files(tmp_path):
     p = chapter_parameters("gpu")
@@ -74,6 +75,7 @@ def test_low_data_gpu_profile_path_on_fake_cifar10_files(tmp_path):
     assert np.isfinite(ff.final_values(table, "heldout_loss").value).all()
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_stable_bound_of_the_gpu_profile_convnet(tmp_path):
     p = chapter_parameters("gpu")

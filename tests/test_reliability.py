@@ -463,6 +463,7 @@ def test_lock_names_the_process_holding_it(book_env, capfd):
                      f"lock file: {lock}"]
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_two_build_processes_of_one_profile_both_succeed(book_env):
     """The reported collision, with two real ``alignbook build`` processes and the site."""
@@ -536,6 +537,7 @@ def wait_gone(pids, seconds: float) -> list[int]:
     return [p for p in pids if alive(p)]
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", ["SIGTERM", "SIGINT"])
 def test_stopping_a_parallel_build_stops_its_workers_and_kernels(book_env, signum):
@@ -558,6 +560,7 @@ def test_stopping_a_parallel_build_stops_its_workers_and_kernels(book_env, signu
     assert not list(stamps.glob("*.finished"))
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_stopping_a_single_run_stops_its_kernel(book_env):
     """``alignbook run`` executes in the main process: its kernel is stopped too, without
@@ -592,6 +595,7 @@ def test_stopping_a_single_run_stops_its_kernel(book_env):
     assert list((root / "_build" / "runs" / "tiny").iterdir()) == []
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_workers_of_a_killed_build_exit_with_their_kernels(book_env):
     """SIGKILL leaves the main process no chance to clean up: the workers notice that they

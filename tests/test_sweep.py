@@ -159,6 +159,7 @@ def test_train_point_is_tidy_and_batched():
 # --------------------------------------------------------------- dask engine
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_dask_local_cluster_gives_the_serial_results(tmp_path):
     points = grid(train_point, rule=["align_ada"], width=[8],
@@ -186,6 +187,7 @@ def client():
     cluster.close()
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_killing_a_worker_mid_sweep_loses_nothing(tmp_path, client):
     xs = [float(i) for i in range(8)]
@@ -217,6 +219,7 @@ def test_killing_a_worker_mid_sweep_loses_nothing(tmp_path, client):
     assert len(client.scheduler_info()["workers"]) >= 1
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_dask_without_shared_filesystem_and_resume(tmp_path, client):
     points = grid(demo_point, x=[1.0, 2.0, 3.0, 4.0])
