@@ -22,8 +22,8 @@ book: $(STAMP)
 	$(BIN)/alignbook build --profile cpu --jobs 2
 
 # Tests marked `ci` (chapters re-run with other parameters, the gpu profile's paths on fake
-# data, killed and concurrent builds, Dask clusters, small books rendered by Jupyter Book)
-# run in .ci/run after this.
+# data, killed and concurrent builds, Dask clusters, small books rendered by Jupyter Book,
+# the shapes of sweep and benchmark tables) run in .ci/run after this.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not ci"
 

@@ -68,30 +68,27 @@ def number(name: str, value: Any, *, low: float | None = None, high: float | Non
 
 def integers(name: str, values: Any, *, low: int = 1) -> list[int]:
     """A non-empty list of distinct integers >= ``low`` (a single integer is a list of one)."""
-    if _is_int(values):
-        values = [values]
-    values = list(values)
-    if not values:
-        raise ValueError(f"`{name}` must list at least one value")
-    for v in values:
-        if not _is_int(v) or v < low:
-            raise ValueError(f"`{name}` must hold integers >= {low}, got {v!r}")
-    _distinct(name, values)
-    return [int(v) for v in values]
+    return _distinct_list(name, values, _is_int, lambda v: v >= low, int,
+                          f"integers >= {low}")
 
 
 def numbers_list(name: str, values: Any) -> list[float]:
     """A non-empty list of distinct, positive, finite numbers (e.g. learning rates); a
     single number is a list of one."""
-    if _is_real(values):
+    return _distinct_list(name, values, _is_real, lambda v: math.isfinite(v) and v > 0, float,
+                          "positive, finite numbers")
+
+
+def _distinct_list(name, values, is_kind, ok, convert, what: str) -> list:
+    if is_kind(values):
         values = [values]
     values = list(values)
     if not values:
         raise ValueError(f"`{name}` must list at least one value")
     for v in values:
-        if not _is_real(v) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"`{name}` must hold positive, finite numbers, got {v!r}")
-    values = [float(v) for v in values]
+        if not is_kind(v) or not ok(v):
+            raise ValueError(f"`{name}` must hold {what}, got {v!r}")
+    values = [convert(v) for v in values]
     _distinct(name, values)
     return values
 

@@ -3,7 +3,8 @@
 - The helper modules next to this file are importable from every test: ``helpers``
   (``REPO``, :func:`helpers.glued`, :func:`helpers.figure_names`), ``fakedata`` (small
   files in the real data formats), ``browser_check`` and ``unrolled_rnn``.
-- ``float64``: a fixture that runs a test with JAX's 64-bit floats on.
+- ``float64``: a fixture that runs a test with JAX's 64-bit floats on; ``no_execution``:
+  one that fails the test if anything executes a notebook.
 - ``tiny_book``: every chapter of the book executed **once per test session**, in the
   ``tiny`` profile, two at a time, into a temporary results root and build folder (never
   the reader's ``results/`` or ``_build/``), and the site rendered from them: the command
@@ -41,6 +42,17 @@ def float64():
 
     with jax.enable_x64(True):
         yield
+
+
+@pytest.fixture
+def no_execution(monkeypatch):
+    """Fail the test if anything tries to execute a notebook."""
+    import papermill
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("a notebook was executed")
+
+    monkeypatch.setattr(papermill, "execute_notebook", forbidden)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,9 +170,17 @@ def tiny_book() -> TinyBook:
     return _TinyBuild.finish()
 
 
+def _reads_the_tiny_book(item) -> bool:
+    return "tiny_book" in getattr(item, "fixturenames", ()) or item.module.__name__ == "test_site"
+
+
 def pytest_collection_modifyitems(session, config, items):
-    if any("tiny_book" in getattr(item, "fixturenames", ()) for item in items):
-        _TinyBuild.start()
+    """Start the tiny build when a collected test reads it, and run those tests last, so
+    that the build runs beside every other test instead of being waited for."""
+    if any(_reads_the_tiny_book(item) for item in items):
+        if not config.option.collectonly:
+            _TinyBuild.start()
+        items.sort(key=_reads_the_tiny_book)  # stable: the order within each part stays
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -172,4 +192,5 @@ def pytest_configure(config):
         "markers", "ci: run by .ci/run after `make test` (which leaves them out to stay within "
         "ten minutes on two cores): chapters re-run with other parameters, the gpu profile's "
         "paths on fake data files, builds killed or run twice in subprocesses, Dask clusters, "
-        "the pipeline's own small books rendered by Jupyter Book")
+        "the pipeline's own small books rendered by Jupyter Book, sweep tables' shapes "
+        "(the chapters' tiny runs use the same sweeps), the timing benchmark's tables")

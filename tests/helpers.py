@@ -85,3 +85,12 @@ def cpu_only(test: Callable) -> Callable:
         return test(*args, **kwargs)
 
     return pytest.mark.cpu_only(run)
+
+
+def run_cli(capfd, *args: str) -> tuple[int, str, str]:
+    """``alignbook ARGS`` in this process: exit status, stdout and stderr."""
+    from alignbook import cli
+
+    rc = cli.main(list(args))
+    out, err = capfd.readouterr()
+    return rc, out, err

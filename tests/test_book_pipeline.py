@@ -19,10 +19,9 @@ import nbformat
 import pandas as pd
 import pytest
 import yaml
-from helpers import REPO
+from helpers import REPO, run_cli
 
 import alignbook as B
-from alignbook import cli
 from alignbook import results as R
 from alignbook.scorecard import save_claims
 
@@ -119,23 +118,6 @@ def results_root(tmp_path, monkeypatch):
 @pytest.fixture
 def mini(tmp_path, results_root):
     return make_book(tmp_path / "bookroot")
-
-
-@pytest.fixture
-def no_execution(monkeypatch):
-    """Fail the test if anything tries to execute a notebook."""
-    import papermill
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a notebook was executed")
-
-    monkeypatch.setattr(papermill, "execute_notebook", forbidden)
-
-
-def run_cli(capfd, *args: str) -> tuple[int, str, str]:
-    rc = cli.main(list(args))
-    out, err = capfd.readouterr()
-    return rc, out, err
 
 
 # --------------------------------------------------------------------------
@@ -488,6 +470,7 @@ def outputs_text(nb_path: Path) -> str:
     return "\n".join(chunks)
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_run_executes_one_chapter_with_overrides(mini, results_root, capfd):
     rc, out, err = run_cli(capfd, "--root", str(mini), "run", "mini", "--profile", "tiny", "-p", "n", "5")
@@ -506,6 +489,7 @@ def test_run_executes_one_chapter_with_overrides(mini, results_root, capfd):
     assert nb.metadata.papermill.parameters == {"profile": "tiny", "n": 5}
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_failing_chapter_fails_the_build_naming_chapter_and_cell(tmp_path, results_root, capfd):
     root = make_book(tmp_path / "b", chapters={

@@ -260,6 +260,7 @@ COLUMNS = ["experiment", "dataset", "model", "rule", "width", "lr", "seed", "epo
            "layer_name", "kind", "n_out", "n_in", "metric", "value", "diverged"]
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_width_sweep_table_is_tidy_and_complete():
     data = load_digits(n_train=100)

@@ -49,6 +49,7 @@ def test_bench_problem_options_and_errors():
         performance.bench_problem("mlp", 8, batch_size=0)
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_compiled_step_trains_and_feeds_state_back():
     p = performance.bench_problem("mlp", 32)
@@ -115,6 +116,7 @@ def test_time_programs_interleaves_rounds():
         performance.time_programs(programs, repeats=0)
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_time_rule_steps_table():
     p = performance.bench_problem("mlp", 16)
@@ -135,6 +137,7 @@ def test_time_rule_steps_table():
     assert list(old.model.unique()) == ["m"] and list(old.rule) == ["backprop"]
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_benchmark_rules_is_tidy_and_cost_table_pivots():
     tidy = performance.benchmark_rules({"mlp": [8, 16], "rnn": [4]},
@@ -156,6 +159,7 @@ def test_benchmark_rules_is_tidy_and_cost_table_pivots():
         performance.benchmark_rules({"vit": [8]})
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_batching_gain_table():
     table = performance.batching_gain("mlp", 8, 3, rule="align_zero", warmup=1, repeats=3)
@@ -187,6 +191,7 @@ def test_cli_bench_widths_parsing():
     assert cli._bench_widths(["mlp", "rnn"], ["8", "rnn=4"]) == {"mlp": [8], "rnn": [4]}
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_cli_bench_writes_table_and_figure(tmp_path, capsys):
     out = tmp_path / "bench"

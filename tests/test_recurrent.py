@@ -465,6 +465,7 @@ def small_sweep():  # 19 compiled training programs: the tests that use it are s
                      length=8, n_train=20)
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_sweep_is_tidy_and_complete(small_sweep):
     h = small_sweep
@@ -493,6 +494,7 @@ def test_sweep_is_tidy_and_complete(small_sweep):
     assert d[("readout", 8)] > d[("align_zero", 8)]
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_best_losses_and_summary(small_sweep):
     best = rec.best_losses(small_sweep)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import fakedata
+from helpers import run_cli
 from alignlib import datasets as ds
 
 # ---------------------------------------------------------------------------------------
@@ -618,25 +619,6 @@ def test_workers_of_a_killed_build_exit_with_their_kernels(book_env):
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def no_kernel(monkeypatch):
-    """Fail the test if anything tries to execute a notebook."""
-    import papermill
-
-    def forbidden(*args, **kwargs):
-        raise AssertionError("a notebook was executed")
-
-    monkeypatch.setattr(papermill, "execute_notebook", forbidden)
-
-
-def cli(capfd, *args: str) -> tuple[int, str, str]:
-    from alignbook import cli as _cli
-
-    rc = _cli.main(list(args))
-    out, err = capfd.readouterr()
-    return rc, out, err
-
-
 @pytest.mark.parametrize("name, raw, expected", [
     ("lr", "inf", "parameter 'lr' of chapter 'theory' is inf: parameter values must be finite"),
     ("lr", ".nan", "parameter 'lr' of chapter 'theory' is nan: parameter values must be finite"),
@@ -650,19 +632,19 @@ def cli(capfd, *args: str) -> tuple[int, str, str]:
     ("rules", "[nosuchrule]", "parameter 'rules' of chapter 'theory' is [nosuchrule], which breaks the "
                               "constraint 'rule'"),
 ])
-def test_bad_values_of_the_real_chapters_stop_before_a_kernel(book_env, monkeypatch, capfd, no_kernel,
+def test_bad_values_of_the_real_chapters_stop_before_a_kernel(book_env, monkeypatch, capfd, no_execution,
                                                              name, raw, expected):
     from helpers import REPO
 
     monkeypatch.setenv("ALIGNBOOK_BUILD", str(book_env / "build"))
-    rc, out, err = cli(capfd, "--root", str(REPO), "run", "theory", "--profile", "tiny", "-p", name, raw)
+    rc, out, err = run_cli(capfd, "--root", str(REPO), "run", "theory", "--profile", "tiny", "-p", name, raw)
     assert rc == 2, (out, err)
     assert expected in err
     assert len(err.strip().splitlines()) == 1  # one line, no traceback
     assert not (book_env / "build" / "runs").exists()
 
 
-def test_chapter_constraints_from_notebook_metadata(book_env, capfd, no_kernel):
+def test_chapter_constraints_from_notebook_metadata(book_env, capfd, no_execution):
     import re
 
     import nbformat
@@ -686,12 +668,12 @@ def test_chapter_constraints_from_notebook_metadata(book_env, capfd, no_kernel):
         with pytest.raises(B.ParameterError, match=re.escape(f"breaks the constraint '{constraint}'")):
             B.resolve_parameters(book, "mini", "tiny", cli=[(name, raw)])
     # profile values are checked too, and every chapter of a profile before anything runs
-    rc, out, err = cli(capfd, "--root", str(root), "build", "--profile", "bad")
+    rc, out, err = run_cli(capfd, "--root", str(root), "build", "--profile", "bad")
     assert rc == 2 and "profiles.yml (profile 'bad'): parameter 'widths'" in err and "'unique'" in err
-    rc, out, err = cli(capfd, "--root", str(root), "build", "--profile", "nonfinite")
+    rc, out, err = run_cli(capfd, "--root", str(root), "build", "--profile", "nonfinite")
     assert rc == 2 and "parameter 'scale' of chapter 'mini' is inf" in err
     # alignbook params shows them, with the vocabulary's meanings
-    rc, out, err = cli(capfd, "--root", str(root), "params", "mini", "--profile", "tiny")
+    rc, out, err = run_cli(capfd, "--root", str(root), "params", "mini", "--profile", "tiny")
     assert rc == 0, err
     assert "must be: positive, at_most 10" in out and "must be: non_empty, unique" in out
     assert "at_most       every number <= the argument" in out
@@ -703,7 +685,7 @@ def test_chapter_constraints_from_notebook_metadata(book_env, capfd, no_kernel):
     ({"n": [{"at_most": "ten"}]}, "constraint 'at_most' takes a number"),
     ({"n": [{"positive": 1, "unique": 2}]}, "a constraint is a name or a one-key mapping"),
 ])
-def test_constraint_declarations_are_checked(book_env, capfd, no_kernel, constraints, expected):
+def test_constraint_declarations_are_checked(book_env, capfd, no_execution, constraints, expected):
     import nbformat
 
     from test_book_pipeline import make_book
@@ -713,7 +695,7 @@ def test_constraint_declarations_are_checked(book_env, capfd, no_kernel, constra
     nb = nbformat.read(path, as_version=4)
     nb.metadata["alignbook"] = {"constraints": constraints}
     nbformat.write(nb, path)
-    rc, out, err = cli(capfd, "--root", str(root), "run", "mini", "--profile", "tiny")
+    rc, out, err = run_cli(capfd, "--root", str(root), "run", "mini", "--profile", "tiny")
     assert rc == 2 and expected in err and "mini.ipynb" in err
 
 

@@ -144,6 +144,7 @@ def test_sweep_argument_errors(tmp_path):
     assert run_sweep([], root=tmp_path).table.empty
 
 
+@pytest.mark.ci
 @pytest.mark.slow
 def test_train_point_is_tidy_and_batched():
     params = dict(rule="align_zero", width=8, epochs=1, seeds=[0, 1], learning_rates=[1.0],
