@@ -171,7 +171,11 @@ def tiny_book() -> TinyBook:
 
 
 def _reads_the_tiny_book(item) -> bool:
-    return "tiny_book" in getattr(item, "fixturenames", ()) or item.module.__name__ == "test_site"
+    """Whether ``item`` needs the tiny build: it asks for it, or it is a site check and no
+    built site was given (``ALIGNBOOK_SITE_HTML``)."""
+    if "tiny_book" in getattr(item, "fixturenames", ()):
+        return True
+    return item.module.__name__ == "test_site" and not os.environ.get("ALIGNBOOK_SITE_HTML")
 
 
 def pytest_collection_modifyitems(session, config, items):
