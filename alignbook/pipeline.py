@@ -404,28 +404,25 @@ def notebook_constraints(path: str | os.PathLike, declared: Mapping[str, Paramet
     return out
 
 
-def _numbers(value: Any) -> Iterable[Any]:
-    if isinstance(value, bool):
-        return
-    if isinstance(value, (int, float)):
-        yield value
-    elif isinstance(value, Mapping):
+def _leaves(value: Any, keep) -> Iterable[Any]:
+    """The leaves of a parameter value (nested lists, tuples and mappings) that ``keep``
+    accepts, in order."""
+    if isinstance(value, Mapping):
         for v in value.values():
-            yield from _numbers(v)
+            yield from _leaves(v, keep)
     elif isinstance(value, (list, tuple)):
         for v in value:
-            yield from _numbers(v)
+            yield from _leaves(v, keep)
+    elif keep(value):
+        yield value
+
+
+def _numbers(value: Any) -> Iterable[Any]:
+    return _leaves(value, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))
 
 
 def _strings(value: Any) -> Iterable[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, Mapping):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
+    return _leaves(value, lambda v: isinstance(v, str))
 
 
 def _lists(value: Any) -> list[list]:
