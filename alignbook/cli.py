@@ -340,7 +340,7 @@ def _doctor_datasets(root: Path | None) -> tuple[list[tuple[str, str | None]], s
     """The ``(data set, data_dir or None)`` pairs that the doctor profile's chapters read
     (their ``dataset`` / ``datasets`` / ``data_dir`` parameters), and a note when the book
     or the profile cannot be read (then every data set with files is listed)."""
-    from alignlib import datasets as _ds
+    from alignlib import data as _ds
 
     try:
         book = _book.Book(root if root is not None else _results.project_root())
@@ -366,7 +366,7 @@ def _doctor_datasets(root: Path | None) -> tuple[list[tuple[str, str | None]], s
 
 def _fetch_hint(name: str, missing: list[str], data_dir: str | None) -> str:
     """How to get the ``missing`` files of data set ``name``."""
-    from alignlib import datasets as _ds
+    from alignlib import data as _ds
 
     if name == "imagenet32":
         return (f"{_ds.DATASETS[name].note} Put {' and '.join(missing)} (from "
@@ -380,7 +380,7 @@ def doctor_report(root: Path | None = None, *, verify: bool = True) -> dict[str,
     """What ``alignbook doctor`` prints, as a dict (``--json`` prints exactly this)."""
     import platform
 
-    from alignlib import datasets as _ds
+    from alignlib import data as _ds
 
     environment = {k: os.environ[k] for k in _DOCTOR_ENV if k in os.environ}  # as given
     jax_info = _doctor_jax()

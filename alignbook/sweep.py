@@ -415,12 +415,12 @@ def train_point(*, rule: str, width: int, epochs: int, model: str = "mlp",
 
     ``model``: ``"mlp"`` (``depth`` hidden layers), ``"conv"`` (``strides``) or ``"rnn"``
     (the Add task: use ``dataset="add"``); ``dataset``: a name for
-    :func:`alignlib.datasets.load_dataset` with ``dataset_kwargs``. Returns the tidy
+    :func:`alignlib.data.load_dataset` with ``dataset_kwargs``. Returns the tidy
     history of :func:`alignlib.training.train` (tags ``model, width, dataset``) without
     its ``seconds`` metric, so the table depends only on the parameters: the same point
     gives the same table on any worker.
     """
-    from alignlib.datasets import load_dataset
+    from alignlib.data import load_dataset
     from alignlib.models import MLP, RNN, ConvNet
     from alignlib.rules import mse, sequence_mse
     from alignlib.training import train

@@ -9,7 +9,7 @@ parameterisation (:mod:`~alignlib.models`, built from weighted layers in
 (:mod:`~alignlib.training`), the alignment score (:mod:`~alignlib.alignment`), the
 infinite-width kernels (:mod:`~alignlib.kernels`), the stable learning rate
 (:mod:`~alignlib.stability`), convergence (:mod:`~alignlib.convergence`), data
-(:mod:`~alignlib.data`, :mod:`~alignlib.datasets`) and the scorecard's vocabulary
+(:mod:`~alignlib.data`) and the scorecard's vocabulary
 (:mod:`~alignlib.claims`). Above it, :mod:`alignlib.experiments` holds one module per
 chapter of the book, and the separate package ``alignbook`` the tooling (results store,
 sweeps, build pipeline, command line). Neither is imported from here.
@@ -19,8 +19,7 @@ from alignlib import kernels
 from alignlib._sites import Conv, Dense, Pair, Site, batch_norm
 from alignlib.alignment import alignment_score, probe_alignment_score
 from alignlib.convergence import has_converged
-from alignlib.data import Dataset, add_task, load_digits
-from alignlib.datasets import load_dataset
+from alignlib.data import Dataset, add_task, load_dataset, load_digits
 from alignlib.models import MLP, RNN, ConvNet
 from alignlib.rules import (
                             RULES,

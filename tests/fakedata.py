@@ -2,7 +2,7 @@
 random pixels, for testing the real-data code paths offline (nothing is downloaded).
 
 Each writer returns the checksums of what it wrote (``{file name: "sha256:..."}``), in
-the form the loaders of :mod:`alignlib.datasets` accept as ``checksums``.
+the form the loaders of :mod:`alignlib.data` accept as ``checksums``.
 """
 
 from __future__ import annotations

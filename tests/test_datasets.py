@@ -1,4 +1,4 @@
-"""Tests for alignlib.datasets on small files written here in the real formats.
+"""Tests for alignlib.data's file-based loaders on small files written here in the real formats.
 
 No dataset can be downloaded on the machines this project is built on; the download path
 is exercised against a local HTTP server on 127.0.0.1 only.
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from helpers import serve_http
 
-from alignlib import datasets as ds
+from alignlib import data as ds
 from alignlib.data import Dataset
 
 # ---------------------------------------------------------------------------------------
@@ -502,7 +502,7 @@ def test_exception_mid_download_removes_temp_file(tmp_path, monkeypatch, kmnist_
                 raise KeyboardInterrupt  # e.g. the user pressed Ctrl-C
             return b"x" * 100
 
-    monkeypatch.setattr(ds.urllib.request, "urlopen", lambda *a, **k: DyingResponse())
+    monkeypatch.setattr(ds.download.urllib.request, "urlopen", lambda *a, **k: DyingResponse())
     folder = tmp_path / "dl"
     with pytest.raises(KeyboardInterrupt):
         ds.fetch_file("kmnist", "train-images-idx3-ubyte.gz", cache_dir=folder, download=True,

@@ -1,5 +1,5 @@
 """Installing and running where readers are: ``alignbook doctor``, the data checks it
-uses (:func:`alignlib.datasets.check_files`), the README's GPU commands and the
+uses (:func:`alignlib.data.check_files`), the README's GPU commands and the
 ``cpu_only`` decorator. Nothing here needs a GPU, and nothing is downloaded."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fakedata import fake_cifar10, fake_imagenet32, fake_kmnist
 from helpers import REPO, cpu_only
 
 from alignbook import cli
-from alignlib import datasets as ds
+from alignlib import data as ds
 
 GPU_DATA = ["kmnist", "cifar10", "imagenet32"]  # what book/profiles.yml's gpu profile reads
 

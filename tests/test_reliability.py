@@ -16,7 +16,7 @@ import pytest
 
 import fakedata
 from helpers import run_cli
-from alignlib import datasets as ds
+from alignlib import data as ds
 
 # ---------------------------------------------------------------------------------------
 # Files keep the permissions the umask allows
@@ -59,7 +59,7 @@ def serve_bytes(monkeypatch, payload: bytes) -> None:
     class Response(io.BytesIO):
         headers = {"Content-Length": str(len(payload))}
 
-    monkeypatch.setattr(ds.urllib.request, "urlopen", lambda *a, **k: Response(payload))
+    monkeypatch.setattr(ds.download.urllib.request, "urlopen", lambda *a, **k: Response(payload))
 
 
 def test_downloaded_dataset_respects_the_umask(tmp_path, umask_022, monkeypatch):

@@ -31,14 +31,13 @@ with batch 100, accuracy on a split held out of the training set.
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from alignlib.convergence import MIN_EPOCHS
-from alignlib.data import TARGET_OFFSET, Dataset, load_digits, one_hot_targets
+from alignlib.data import TARGET_OFFSET, Dataset, load_dataset, one_hot_targets
 from alignlib.rules import get_rule
 from alignlib.statistics import t_interval
 from alignlib.training import train
@@ -191,43 +190,14 @@ def synthetic_dataset(input_shape: Sequence[int], n_classes: int, *, n_train: in
                    n_outputs=n_classes)
 
 
-def load_benchmark_data(name: str, *, n_train: int | None = None,
-                        cache_dir: str | os.PathLike | None = None, cap_heldout: bool = False,
-                        target_offset: float = TARGET_OFFSET, **loader_kwargs) -> Dataset:
-    """The dataset of a benchmark chapter by name.
-
-    ``"digits"`` (offline, :func:`~alignlib.data.load_digits`), ``"kmnist"``,
-    ``"cifar10"``, ``"imagenet32"`` (files in the data cache,
-    :func:`alignlib.datasets.load_dataset`).
-
-    Args:
-        n_train: keep the first ``n_train`` training examples (nested subsets).
-        cache_dir: folder holding the dataset's files (``None`` or ``""``: the default
-            cache folder, see :func:`alignlib.datasets.cache_folder`); ignored for digits.
-        cap_heldout: also cut the held-out split to ``n_train`` examples, as the authors'
-            low-data script does.
-        target_offset: targets are ``one_hot - target_offset`` (authors: 0.1; 0 in their
-            ImageNet script).
-        loader_kwargs: passed to the loader (e.g. ``checksums=``, ``holdout=``, ``split=``).
-    """
+def load_benchmark_data(name: str, **kwargs) -> Dataset:
+    """The data set of a benchmark chapter (one of :data:`BENCHMARK_DATASETS`):
+    :func:`alignlib.data.load_dataset` without a download progress bar. Keyword arguments
+    as there: ``n_train``, ``cache_dir``, ``cap_heldout``, ``target_offset`` and the
+    loader's own (e.g. ``checksums=``, ``holdout=``, ``split=``)."""
     if name not in BENCHMARK_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(BENCHMARK_DATASETS)}")
-    if n_train is not None:
-        n_train = _int_list("n_train", [n_train])[0]
-    if name == "digits":
-        data = load_digits(n_train=n_train, **loader_kwargs)
-        if cap_heldout and n_train is not None and n_train < data.n_test:
-            data = Dataset(name=data.name, x_train=data.x_train, y_train=data.y_train,
-                           x_test=data.x_test[:n_train], y_test=data.y_test[:n_train],
-                           labels_train=data.labels_train, labels_test=data.labels_test[:n_train],
-                           n_outputs=data.n_outputs)
-    else:
-        from alignlib.datasets import load_dataset
-
-        data = load_dataset(name, n_train=n_train, cache_dir=cache_dir or None,
-                            cap_heldout=cap_heldout, progress=False, **loader_kwargs)
-    # the loaders build one_hot - TARGET_OFFSET; rebuild (a copy) only for another offset
-    return data if target_offset == TARGET_OFFSET else with_target_offset(data, target_offset)
+    return load_dataset(name, **{"progress": False, **kwargs})
 
 
 def authors_batch_size(n_train: int, batch_size: int = 100) -> int:

@@ -725,7 +725,7 @@ def alignment_experiments(datasets: Sequence[str], *, n_train: int, epochs: dict
                           progress: bool = False) -> pd.DataFrame:
     """Every width sweep of the alignment chapter, in one tidy table.
 
-    For each name in ``datasets`` (loaded with :func:`alignlib.datasets.load_dataset`,
+    For each name in ``datasets`` (loaded with :func:`alignlib.data.load_dataset`,
     keeping the first ``n_train`` training examples, ``0`` for all), an MLP sweep over
     ``mlp_widths`` (skipped if empty) and a ConvNet sweep over ``conv_widths`` with the
     data set's strides from :data:`PAPER_CONV_STRIDES`, both by
@@ -734,7 +734,7 @@ def alignment_experiments(datasets: Sequence[str], *, n_train: int, epochs: dict
     sweep) are also scored with the probe estimator on the first seed.
     ``loader_kwargs[name]`` goes to the loader (e.g. ``cache_dir``, ``checksums``).
     """
-    from alignlib.datasets import load_dataset
+    from alignlib.data import load_dataset
 
     unknown = [d for d in datasets if d not in PAPER_CONV_STRIDES]
     if unknown:

@@ -1,80 +1,29 @@
-"""Offline datasets: scikit-learn's handwritten digits and the synthetic Add task.
+"""The offline data sets: scikit-learn's handwritten digits and the synthetic Add task.
 
-The paper's image data (KMNIST, CIFAR-10, ImageNet) cannot be downloaded on the machines
-this project is built on; the two sets here ship with installed packages and stand in
-for them. Both follow the authors' conventions (the book's differences page):
-
-* inputs scaled to ``[0, 1]``;
-* classification targets are ``one_hot - 0.1`` (0.9 for the true class, -0.1 elsewhere),
-  fitted with the squared loss;
-* the "test" split of an image set is a split *held out of the training set* (the
-  authors hold out 5,000 of KMNIST's / CIFAR-10's training images and report accuracy
-  on them), not the dataset's official test set.
-
-All arrays are numpy ``float32`` (integer class labels are ``int64``).
+They ship with installed packages (or are generated), so every profile can run without
+downloading anything; the digits stand in for KMNIST in the ``tiny`` and ``cpu``
+profiles. Both follow the conventions of :mod:`alignlib.data.dataset`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
+from alignlib.data.dataset import Dataset, check_bool, one_hot_targets
 from alignlib.validation import integer
 
-__all__ = ["Dataset", "load_digits", "add_task", "add_task_targets", "one_hot_targets", "ADD_TASK_LAGS"]
+__all__ = ["load_digits", "add_task", "add_task_targets", "ADD_TASK_LAGS", "DIGITS_HOLDOUT"]
 
 #: The Add task's lags ``(s1, s2)`` and weights: target_t = 0.5 + 0.5 x_(t-2) - 0.25 x_(t-5).
 ADD_TASK_LAGS = (2, 5)
 _ADD_TASK_BIAS, _ADD_TASK_WEIGHTS = 0.5, (0.5, -0.25)
 
-#: Subtracted from one-hot targets, as in the authors' scripts (``train_labels - 0.1``).
-TARGET_OFFSET = 0.1
+#: Held-out digits by default: 1/6 of the 1,797 images, leaving 1,500 to train.
+DIGITS_HOLDOUT = 297
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
-class Dataset:
-    """A train / held-out split.
-
-    Attributes:
-        name: short identifier, e.g. ``"digits"`` or ``"add"``.
-        x_train, y_train: training inputs and regression targets (float32).
-        x_test, y_test: held-out inputs and targets (float32).
-        labels_train, labels_test: integer class labels, or ``None`` for regression.
-        n_outputs: number of network outputs (classes, or 1 for the Add task).
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    labels_train: np.ndarray | None
-    labels_test: np.ndarray | None
-    n_outputs: int
-
-    @property
-    def n_train(self) -> int:
-        return int(self.x_train.shape[0])
-
-    @property
-    def n_test(self) -> int:
-        return int(self.x_test.shape[0])
-
-
-def _check_int(name: str, value, *, low: int, high: int | None = None) -> int:
-    return integer(name, value, low=low, high=high)
-
-
-def one_hot_targets(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """``one_hot(labels) - 0.1`` as float32, shape ``(N, n_classes)`` (the authors' targets)."""
-    labels = np.asarray(labels)
-    return (np.eye(n_classes, dtype=np.float32)[labels] - np.float32(TARGET_OFFSET)).astype(
-        np.float32
-    )
-
-
-def load_digits(*, holdout: int | None = None, seed: int = 0, n_train: int | None = None) -> Dataset:
+def load_digits(*, holdout: int | None = None, seed: int = 0, n_train: int | None = None,
+                cap_heldout: bool = False) -> Dataset:
     """scikit-learn's handwritten digits (8x8 grey images, 10 classes, 1,797 images).
 
     The offline stand-in for KMNIST. Images are NHWC ``(N, 8, 8, 1)`` float32 in
@@ -93,10 +42,13 @@ def load_digits(*, holdout: int | None = None, seed: int = 0, n_train: int | Non
         n_train: keep only the first ``n_train`` training images (low-data
             experiments; the sets are nested: a smaller ``n_train`` is a prefix of a
             larger one for the same seed, as in the authors' ``data_limit``). Must not
-            exceed ``1797 - holdout``. The held-out split is not affected.
+            exceed ``1797 - holdout``. The held-out split is not affected unless
+            ``cap_heldout``.
+        cap_heldout: also cut the held-out split to its first ``n_train`` images, as
+            the authors' low-data script cuts its validation set (``data_limit``).
 
     Returns:
-        A :class:`Dataset` named ``"digits"`` with ``n_outputs=10``.
+        A :class:`~alignlib.data.Dataset` named ``"digits"`` with ``n_outputs=10``.
     """
     from sklearn.datasets import load_digits as _sk_load_digits
 
@@ -105,8 +57,9 @@ def load_digits(*, holdout: int | None = None, seed: int = 0, n_train: int | Non
     labels = np.asarray(bunch.target, dtype=np.int64)
     n_total = images.shape[0]
 
-    holdout = 297 if holdout is None else _check_int("holdout", holdout, low=1, high=n_total - 1)
-    seed = _check_int("seed", seed, low=0)
+    holdout = DIGITS_HOLDOUT if holdout is None else integer("holdout", holdout, low=1, high=n_total - 1)
+    seed = integer("seed", seed, low=0)
+    cap_heldout = check_bool("cap_heldout", cap_heldout)
     available = n_total - holdout
     if n_train is not None:
         if isinstance(n_train, bool) or not isinstance(n_train, (int, np.integer)) or n_train < 1:
@@ -121,6 +74,8 @@ def load_digits(*, holdout: int | None = None, seed: int = 0, n_train: int | Non
     test_idx, train_idx = order[:holdout], order[holdout:]
     if n_train is not None:
         train_idx = train_idx[: int(n_train)]
+        if cap_heldout:
+            test_idx = test_idx[: int(n_train)]
 
     x = images[..., None]  # (N, 8, 8, 1)
     return Dataset(
@@ -164,13 +119,12 @@ def add_task_targets(bits, *, wraparound: bool = False) -> np.ndarray:
     x = np.asarray(bits, dtype=np.float32)
     if x.ndim != 2:
         raise ValueError(f"`bits` must have shape (n_sequences, length), got {x.shape}.")
-    if not isinstance(wraparound, (bool, np.bool_)):
-        raise ValueError(f"`wraparound` must be a bool, got {wraparound!r}.")
+    wraparound = check_bool("wraparound", wraparound)
     (s1, s2), (w1, w2) = ADD_TASK_LAGS, _ADD_TASK_WEIGHTS
     return (
         np.float32(_ADD_TASK_BIAS)
-        + np.float32(w1) * _shift(x, s1, bool(wraparound))
-        + np.float32(w2) * _shift(x, s2, bool(wraparound))
+        + np.float32(w1) * _shift(x, s1, wraparound)
+        + np.float32(w2) * _shift(x, s2, wraparound)
     ).astype(np.float32)
 
 
@@ -207,18 +161,17 @@ def add_task(
             network cannot fit them). Default ``False``: the intended causal targets.
 
     Returns:
-        A :class:`Dataset` named ``"add"`` (``"add-wraparound"`` for the quirk) with
+        A :class:`~alignlib.data.Dataset` named ``"add"`` (``"add-wraparound"`` for the quirk) with
         ``x`` and ``y`` of shape ``(N, length, 1)`` float32, ``n_outputs=1`` and no labels.
     """
-    n_sequences = _check_int("n_sequences", n_sequences, low=2)
-    length = _check_int("length", length, low=1)
-    n_train = _check_int("n_train", n_train, low=1, high=n_sequences - 1)
-    seed = _check_int("seed", seed, low=0)
-    if not isinstance(wraparound, (bool, np.bool_)):
-        raise ValueError(f"`wraparound` must be a bool, got {wraparound!r}.")
+    n_sequences = integer("n_sequences", n_sequences, low=2)
+    length = integer("length", length, low=1)
+    n_train = integer("n_train", n_train, low=1, high=n_sequences - 1)
+    seed = integer("seed", seed, low=0)
+    wraparound = check_bool("wraparound", wraparound)
 
     x = np.random.default_rng(seed).integers(0, 2, size=(n_sequences, length)).astype(np.float32)
-    y = add_task_targets(x, wraparound=bool(wraparound))
+    y = add_task_targets(x, wraparound=wraparound)
 
     x, y = x[..., None], y[..., None]
     return Dataset(
