@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
+from alignbook import data_cli
 from alignbook import pipeline as _book
 from alignbook import results as _results
 from alignbook.glue import format_value
@@ -128,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     p_doctor.add_argument("--json", action="store_true", help="print one JSON object instead")
     p_doctor.add_argument("--no-verify", dest="verify", action="store_false",
                           help="only check that the data files exist (skip their checksums)")
+    data_cli.add_parser(sub, common)
     return parser
 
 
@@ -347,18 +349,8 @@ def _doctor_datasets(root: Path | None) -> tuple[list[tuple[str, str | None]], s
         profiles = _book.load_profiles(book)
         if DOCTOR_PROFILE not in profiles:
             raise _book.BookError(f"book/profiles.yml has no {DOCTOR_PROFILE!r} profile")
-        pairs: list[tuple[str, str | None]] = []
-        for chapter in book.chapters():
-            values = _book.resolve_parameters(book, chapter, DOCTOR_PROFILE, profiles)
-            names = values.get("datasets") or []
-            names = [names] if isinstance(names, str) else list(names)
-            if isinstance(values.get("dataset"), str):
-                names.append(values["dataset"])
-            data_dir = values.get("data_dir") or None
-            for name in names:
-                if name in _ds.DATASETS and (name, data_dir) not in pairs:
-                    pairs.append((name, data_dir))
-        return pairs, None
+        pairs = data_cli.profile_datasets(book, DOCTOR_PROFILE, profiles)
+        return [(name, data_dir) for name, data_dir in pairs if name in _ds.DATASETS], None
     except _book.BookError as exc:
         return [(name, None) for name in _ds.DATASETS], \
             f"{exc}; listing every data set read from files instead"
@@ -368,12 +360,12 @@ def _fetch_hint(name: str, missing: list[str], data_dir: str | None) -> str:
     """How to get the ``missing`` files of data set ``name``."""
     from alignlib import data as _ds
 
-    if name == "imagenet32":
+    command = _ds.download_command(name, _ds.cache_folder(name, data_dir))
+    if not _ds.DATASETS[name].public_download:
         return (f"{_ds.DATASETS[name].note} Put {' and '.join(missing)} (from "
-                f"{_ds.DATASETS[name].base_url}) in {_ds.cache_folder(name, data_dir)}.")
-    where = f", cache_dir={data_dir!r}" if data_dir else ""
-    return ("python -c \"from alignlib.datasets import fetch_file; "
-            f"[fetch_file('{name}', f, download=True{where}) for f in {missing!r}]\"")
+                f"{_ds.DATASETS[name].base_url}) in {_ds.cache_folder(name, data_dir)}; "
+                f"`{command}` says how.")
+    return command
 
 
 def doctor_report(root: Path | None = None, *, verify: bool = True) -> dict[str, Any]:
@@ -477,6 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "doctor":  # needs no book folder (reads one if there is one)
         return _cmd_doctor(args)
+    if args.command == "data":  # needs no book folder (reads one if there is one)
+        return data_cli.main(args)
     if args.command == "bench":  # needs no book folder
         try:
             return _cmd_bench(args)

@@ -8,8 +8,10 @@ from alignlib.data import (
     Dataset,
     add_task,
     add_task_targets,
+    load_dataset,
     load_digits,
     one_hot_targets,
+    with_target_offset,
 )
 
 # ---------------------------------------------------------------------------------------
@@ -185,3 +187,43 @@ def test_add_task_bad_arguments_name_the_argument():
             add_task(**kwargs)
     with pytest.raises(ValueError, match="bits"):
         add_task_targets(np.zeros(5))
+
+
+# ---------------------------------------------------------------------------------------
+# load_dataset: one entry point, the same options for every classification set
+# ---------------------------------------------------------------------------------------
+
+
+def test_load_dataset_caps_the_heldout_digits_and_sets_their_target_offset(digits):
+    capped = load_dataset("digits", n_train=45, cap_heldout=True, cache_dir=None)
+    assert capped.n_train == 45 and capped.n_test == 45
+    np.testing.assert_array_equal(capped.x_test, digits.x_test[:45])  # a prefix, nested
+    np.testing.assert_array_equal(capped.labels_test, digits.labels_test[:45])
+    assert load_dataset("digits", n_train=45).n_test == 297  # not capped by default
+    plain = load_dataset("digits", target_offset=0.0)
+    np.testing.assert_array_equal(plain.y_train, np.eye(10, dtype=np.float32)[digits.labels_train])
+    np.testing.assert_array_equal(plain.x_train, digits.x_train)
+    assert load_dataset("digits").y_train.min() == np.float32(-0.1)
+    with pytest.raises(ValueError, match="cap_heldout"):
+        load_digits(cap_heldout="yes")
+
+
+def test_with_target_offset_rebuilds_targets_from_labels(digits):
+    assert with_target_offset(digits, 0.1) is digits
+    shifted = with_target_offset(digits, 0.25)
+    np.testing.assert_allclose(shifted.y_test, one_hot_targets(digits.labels_test, 10) + 0.1 - 0.25,
+                               atol=1e-7)
+    assert shifted.y_test.dtype == np.float32 and digits.y_test.max() == np.float32(0.9)
+    with pytest.raises(ValueError, match="no class labels"):
+        with_target_offset(add_task(n_sequences=4, length=3, n_train=2), 0.0)
+
+
+def test_load_dataset_add_task_takes_n_train_and_refuses_classification_options():
+    assert load_dataset("add", n_sequences=10, length=6, n_train=8).n_train == 8
+    assert load_dataset("add").n_train == 300  # n_train=None: the loader's default
+    for kwargs in ({"cap_heldout": True}, {"target_offset": 0.0}):
+        with pytest.raises(ValueError, match="regression"):
+            load_dataset("add", **kwargs)
+    with pytest.raises(ValueError) as err:
+        load_dataset("mnist")
+    assert "valid names: digits, add, kmnist, cifar10, imagenet32" in str(err.value)

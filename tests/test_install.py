@@ -65,7 +65,7 @@ def test_doctor_on_cpu_says_the_gpu_profile_cannot_run_and_why(data_cache, capsy
     for name in GPU_DATA:
         assert re.search(rf"^  {name} \(.*\): NOT READY  in {re.escape(str(data_cache / name))}$", out, re.MULTILINE)
     assert "train-images-idx3-ubyte.gz       missing" in out
-    assert "fetch_file('kmnist', f, download=True)" in out  # how to get them
+    assert "to fetch: alignbook data download kmnist" in out  # how to get them
     assert lines[-1].startswith("gpu profile: cannot run here. No GPU or TPU: JAX's backend is cpu")
     assert lines[-1].endswith("Data missing or bad: kmnist, cifar10, imagenet32 (see above).")
 
