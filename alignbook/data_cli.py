@@ -53,40 +53,40 @@ def add_parser(sub, common: argparse.ArgumentParser) -> None:
             and imagenet32 (which has no public URL: `download imagenet32` says how to place
             its files by hand)."""))
     actions = p_data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    cache_dir = dict(type=Path, default=None, metavar="DIR",
-                     help="the folder holding the data set's files (default: its folder in the "
-                          "data cache, $ALIGNBOOK_DATA/<name> or ~/.cache/alignbook/datasets/<name>)")
+    def action(name: str, names: dict, help: str, description: str) -> argparse.ArgumentParser:
+        """One action, with its data set argument(s) (``names``: add_argument's keywords)
+        and ``--cache-dir``."""
+        parser = actions.add_parser(name, parents=[common], help=help, description=description)
+        parser.add_argument(names.pop("dest"), metavar="NAME", **names)
+        parser.add_argument("--cache-dir", type=Path, default=None, metavar="DIR",
+                            help="the folder holding the data set's files (default: its folder in "
+                                 "the data cache, $ALIGNBOOK_DATA/<name> or "
+                                 "~/.cache/alignbook/datasets/<name>)")
+        return parser
 
-    p_list = actions.add_parser(
-        "list", parents=[common], help="every data set: profiles that read it, files, sizes, status",
+    p_list = action(
+        "list", dict(dest="names", nargs="*", help="only these data sets"),
+        help="every data set: profiles that read it, files, sizes, status",
         description="Every data set with the profiles that read it, its files and their sizes, "
                     "its folder, and whether each file is there and matches its published checksum. "
                     "Changes nothing; downloads nothing.")
-    p_list.add_argument("names", nargs="*", metavar="NAME", help="only these data sets")
-    p_list.add_argument("--cache-dir", **cache_dir)
     p_list.add_argument("--no-verify", dest="verify", action="store_false",
                         help="only check that the files exist (skip their checksums)")
-
-    p_download = actions.add_parser(
-        "download", parents=[common], help="fetch a data set's files, verified, into the data cache",
+    p_download = action(
+        "download", dict(dest="name"), help="fetch a data set's files, verified, into the data cache",
         description="Fetch every published file of data set NAME that is not already there; each "
                     "is written to a temporary file, checked against its published checksum and "
                     "only then renamed into place. Files already there are checked; one with the "
                     "wrong checksum is moved aside and fetched again.")
-    p_download.add_argument("name", metavar="NAME")
-    p_download.add_argument("--cache-dir", **cache_dir)
     p_download.add_argument("--base-url", default=None, metavar="URL",
                             help="download from this mirror (URL/<file>) instead of the published URL")
     p_download.add_argument("--no-progress", dest="progress", action="store_false",
                             help="no progress bar")
-
-    p_verify = actions.add_parser(
-        "verify", parents=[common], help="check the files' checksums; exit 1 naming any missing or corrupt",
-        description="Check that the files the loaders read are there and match their published "
-                    "checksums (all data sets, or NAME). Changes nothing. Exit status 1, naming "
-                    "each file, when one is missing or corrupt.")
-    p_verify.add_argument("name", nargs="?", default=None, metavar="NAME")
-    p_verify.add_argument("--cache-dir", **cache_dir)
+    action("verify", dict(dest="name", nargs="?", default=None),
+           help="check the files' checksums; exit 1 naming any missing or corrupt",
+           description="Check that the files the loaders read are there and match their published "
+                       "checksums (all data sets, or NAME). Changes nothing. Exit status 1, naming "
+                       "each file, when one is missing or corrupt.")
 
 
 # --------------------------------------------------------------------------- profiles
