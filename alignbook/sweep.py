@@ -421,26 +421,16 @@ def train_point(*, rule: str, width: int, epochs: int, model: str = "mlp",
     gives the same table on any worker.
     """
     from alignlib.data import load_dataset
-    from alignlib.models import MLP, RNN, ConvNet
-    from alignlib.rules import mse, sequence_mse
+    from alignlib.models import loss_for, model_factory
     from alignlib.training import train
 
-    data = load_dataset(dataset, **dict(dataset_kwargs or {}))
-    shape = tuple(data.x_train.shape[1:])
-    if model == "mlp":
-        def make(key):
-            return MLP(shape, width, depth, data.n_outputs, key=key)
-        loss_fn = mse
-    elif model == "conv":
-        def make(key):
-            return ConvNet(shape, width, data.n_outputs, strides=tuple(strides), key=key)
-        loss_fn = mse
-    elif model == "rnn":
-        def make(key):
-            return RNN(shape[-1], width, data.n_outputs, key=key)
-        loss_fn = sequence_mse
-    else:
+    architecture = {"conv": "convnet"}.get(model, model)
+    if architecture not in ("mlp", "convnet", "rnn"):
         raise ValueError(f"model must be 'mlp', 'conv' or 'rnn', got {model!r}")
+    data = load_dataset(dataset, **dict(dataset_kwargs or {}))
+    make = model_factory(architecture, data.x_train.shape[1:], data.n_outputs, width,
+                         depth=depth, strides=strides)
+    loss_fn = loss_for(architecture)
     result = train(make, rule, data, epochs=epochs, learning_rates=learning_rates,
                    seeds=seeds, batch_size=batch_size, optimizer=optimizer, loss_fn=loss_fn,
                    tags={"model": model, "width": width, "dataset": dataset}, progress=False)

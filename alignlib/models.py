@@ -27,6 +27,7 @@ from alignlib._sites import (
     first_stream,
     relu,
 )
+from alignlib.rules import mse, sequence_mse
 
 _check_positive = check_size  # a positive integer (Python or NumPy) as an int, or ValueError
 
@@ -186,3 +187,56 @@ class RNN(eqx.Module):
 
 
 Model = MLP | ConvNet | RNN
+
+ARCHITECTURES = ("mlp", "convnet", "rnn")
+
+
+def model_factory(architecture: str, input_shape: int | Sequence[int], n_outputs: int,
+                  width: int, *, depth: int = 2, strides: Sequence[int] = (1, 2, 2),
+                  parameterization: Parameterization = "ntk",
+                  bias_multiplier: float = 1.0):
+    """``make_model(key) -> model``, the one way every experiment builds its networks.
+
+    * ``"mlp"``: :class:`MLP` with ``depth`` hidden layers of ``width`` units on inputs
+      of ``input_shape`` (flattened);
+    * ``"convnet"``: the authors' :class:`ConvNet` with ``width`` channels and one 3x3
+      convolution per entry of ``strides`` (KMNIST ``(1, 2, 2)``, CIFAR-10
+      ``(1, 1, 1, 2, 1, 2, 1)``) on images ``input_shape = (H, W, C)``;
+    * ``"rnn"``: :class:`RNN` with ``input_shape[-1]`` input features per time step.
+
+    ``parameterization``: ``"ntk"`` (weights N(0, 1) times ``1/sqrt(fan_in)`` in the
+    forward pass) or ``"standard"`` (weights N(0, 1/fan_in)). ``bias_multiplier``
+    (``beta``, MLP and ConvNet) sets the biases' share ``beta**2`` of the NTK.
+    Arguments are checked here, so a bad one fails before any key is drawn.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    if parameterization not in ("ntk", "standard"):
+        raise ValueError(
+            f"parameterization must be 'ntk' or 'standard', got {parameterization!r}")
+    shape = (input_shape,) if np.ndim(input_shape) == 0 else tuple(input_shape)
+    shape = tuple(_check_positive("input_shape entries", dim) for dim in shape)
+    width, n_outputs = _check_positive("width", width), _check_positive("n_outputs", n_outputs)
+    if architecture == "mlp":
+        depth = _check_positive("depth", depth)
+        return lambda key: MLP(shape, width, depth, n_outputs, key=key,
+                               parameterization=parameterization,
+                               bias_multiplier=bias_multiplier)
+    if architecture == "convnet":
+        if len(shape) != 3:
+            raise ValueError(f"architecture 'convnet' needs images (H, W, C), got input "
+                             f"shape {shape}")
+        strides = tuple(_check_positive("strides entries", s) for s in strides)
+        return lambda key: ConvNet(shape, width, n_outputs, key=key, strides=strides,
+                                   parameterization=parameterization,
+                                   bias_multiplier=bias_multiplier)
+    return lambda key: RNN(shape[-1], width, n_outputs, key=key,
+                           parameterization=parameterization)
+
+
+def loss_for(architecture: str):
+    """The training loss of an architecture: :func:`~alignlib.rules.mse` on the outputs,
+    or :func:`~alignlib.rules.sequence_mse` over time steps for the ``"rnn"``."""
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
+    return sequence_mse if architecture == "rnn" else mse

@@ -86,34 +86,57 @@ def _select(keep_new: Array, new, old):
                         new, old)
 
 
+def make_step(rule: LearningRule, optimizer: optax.GradientTransformation, loss_fn: LossFn,
+              predict: bool = False) -> Callable:
+    """One training step of ``rule``, the step every experiment runs.
+
+    Returns ``step(model, rule_state, opt_state, x, y, initial, predicted) -> (model,
+    opt_state, loss, predicted)``: the rule's gradient ``g`` on the batch ``(x, y)``, the
+    optimizer's update, and the loss before the step. With ``predict=True`` (plain SGD
+    built with ``optax.inject_hyperparams``, whose state holds the learning rate ``lr``)
+    it also adds ``- lr * g_align_zero(W)`` to ``predicted``, a pytree shaped like the
+    parameters: summed over steps this is the paper's prediction ``dW_pred`` of the
+    weight change (the layerwise alignment theorem), from the same errors and with the
+    feedback ``initial`` (the network at initialisation). Otherwise ``initial`` and
+    ``predicted`` pass through untouched.
+    """
+
+    def step(model, rule_state, opt_state, x, y, initial=None, predicted=None):
+        loss, grads = rule.gradient(model, rule_state, x, y, loss_fn)
+        params = eqx.filter(model, eqx.is_inexact_array)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        if predict:
+            _, g0 = align_zero.gradient(model, initial, x, y, loss_fn)
+            lr = opt_state.hyperparams["learning_rate"]
+            predicted = jax.tree.map(lambda p, g: p - lr * g, predicted, g0)
+        return eqx.apply_updates(model, updates), new_opt_state, loss, predicted
+
+    return step
+
+
 def make_epoch(rule: LearningRule, optimizer: optax.GradientTransformation,
                loss_fn: LossFn, batch_size: int, predict: bool = False) -> Callable:
-    """One epoch for one run: shuffle with ``key``, then scan SGD steps over minibatches.
+    """One epoch for one run: shuffle with ``key``, then scan :func:`make_step` over
+    minibatches, skipping any step whose loss or new weights are not finite.
 
     Returns ``epoch(model, rule_state, opt_state, diverged, key, x, y, initial, predicted)
-    -> (model, opt_state, diverged, predicted, mean_train_loss)``. With ``predict=True``
-    (plain SGD only) every step also adds ``- lr * g_align_zero`` to ``predicted``: the
-    paper's prediction ``dW_pred`` of the weight change, from the same errors
-    (the layerwise alignment theorem). Otherwise ``initial`` and ``predicted`` pass through untouched.
+    -> (model, opt_state, diverged, predicted, mean_train_loss)``; ``predict`` as in
+    :func:`make_step`. A run whose step was not finite is marked ``diverged`` and keeps
+    its last finite state.
     """
+    sgd_step = make_step(rule, optimizer, loss_fn, predict)
 
     def step(carry, batch):
         model, opt_state, diverged, predicted = carry
         rule_state, initial, xb, yb = batch
-        loss, grads = rule.gradient(model, rule_state, xb, yb, loss_fn)
-        params = eqx.filter(model, eqx.is_inexact_array)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        new_model = eqx.apply_updates(model, updates)
+        new_model, new_opt_state, loss, new_predicted = sgd_step(
+            model, rule_state, opt_state, xb, yb, initial, predicted)
         finite = jnp.isfinite(loss) & jnp.all(jnp.asarray(
             [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(eqx.filter(new_model, eqx.is_array))]))
         ok = finite & ~diverged
-        if predict:
-            _, g0 = align_zero.gradient(model, initial, xb, yb, loss_fn)
-            lr = opt_state.hyperparams["learning_rate"]
-            predicted = _select(ok, jax.tree.map(lambda p, g: p - lr * g, predicted, g0),
-                                predicted)
         model = _select(ok, new_model, model)
         opt_state = _select(ok, new_opt_state, opt_state)
+        predicted = _select(ok, new_predicted, predicted) if predict else predicted
         return (model, opt_state, diverged | ~finite, predicted), jnp.where(ok, loss, jnp.nan)
 
     def epoch(model, rule_state, opt_state, diverged, key, x, y, initial, predicted):

@@ -209,7 +209,9 @@ def test_load_dataset_caps_the_heldout_digits_and_sets_their_target_offset(digit
 
 
 def test_with_target_offset_rebuilds_targets_from_labels(digits):
-    assert with_target_offset(digits, 0.1) is digits
+    np.testing.assert_array_equal(with_target_offset(digits, 0.1).y_train, digits.y_train)
+    plain = with_target_offset(digits, 0.0)
+    np.testing.assert_array_equal(with_target_offset(plain, 0.1).y_test, digits.y_test)
     shifted = with_target_offset(digits, 0.25)
     np.testing.assert_allclose(shifted.y_test, one_hot_targets(digits.labels_test, 10) + 0.1 - 0.25,
                                atol=1e-7)

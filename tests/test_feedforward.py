@@ -16,7 +16,7 @@ import alignbook as B
 from alignbook.scorecard import collect_claims
 from alignlib.experiments import feedforward as ff
 from alignlib import claims
-from alignlib.data import load_digits
+from alignlib.data import load_digits, with_target_offset
 
 T_975_2 = 4.302652729911275  # Student-t quantile t_{0.975} with 2 degrees of freedom
 
@@ -238,7 +238,7 @@ def test_synthetic_stand_in_has_the_imagenet_shape():
     assert data.y_train.shape == (20, 1000) and data.n_outputs == 1000
     assert np.allclose(data.y_train.sum(axis=1), 1.0)  # plain one-hot
     assert 0 <= data.x_train.min() and data.x_train.max() <= 1
-    shifted = ff.with_target_offset(data, 0.1)
+    shifted = with_target_offset(data, 0.1)
     assert np.allclose(shifted.y_train.max(axis=1), 0.9) and np.allclose(shifted.y_train.min(axis=1), -0.1)
 
 

@@ -38,6 +38,7 @@ import pandas as pd
 
 from alignlib.convergence import MIN_EPOCHS
 from alignlib.data import TARGET_OFFSET, Dataset, load_dataset, one_hot_targets
+from alignlib.models import model_factory
 from alignlib.rules import get_rule
 from alignlib.statistics import t_interval
 from alignlib.training import train
@@ -47,10 +48,8 @@ __all__ = [
     "ARCHS",
     "BENCHMARK_DATASETS",
     "RUN_KEYS",
-    "model_factory",
     "load_benchmark_data",
     "synthetic_dataset",
-    "with_target_offset",
     "authors_batch_size",
     "width_sweep",
     "lr_sweep",
@@ -109,60 +108,6 @@ def _require_columns(table: pd.DataFrame, columns: Iterable[str], what: str) -> 
 
 
 # --------------------------------------------------------------------------- models, data
-
-
-def model_factory(arch: str, input_shape: Sequence[int], n_outputs: int, width: int, *,
-                  depth: int = 2, strides: Sequence[int] = (1, 2, 2),
-                  parameterization: str = "ntk", bias_multiplier: float = 1.0) -> Callable:
-    """``make_model(key)`` for :func:`~alignlib.training.train`.
-
-    ``arch="mlp"``: :class:`~alignlib.models.MLP` with ``depth`` hidden layers of
-    ``width`` units (input flattened). ``arch="convnet"``: the authors'
-    :class:`~alignlib.models.ConvNet` with ``width`` channels and one 3x3 convolution per
-    entry of ``strides`` (KMNIST ``(1, 2, 2)``, CIFAR-10 ``(1, 1, 1, 2, 1, 2, 1)``).
-    ``parameterization``: ``"ntk"`` (weights N(0, 1) times ``1/sqrt(fan_in)`` in the
-    forward pass) or ``"standard"`` (weights N(0, 1/fan_in), no multiplier).
-    ``bias_multiplier``: ``beta`` of every bias (``h = ... + beta b``); it sets the
-    biases' share ``beta**2`` of the NTK.
-    """
-    from alignlib.models import MLP, ConvNet
-
-    if arch not in ARCHS:
-        raise ValueError(f"`arch` must be one of {ARCHS}, got {arch!r}")
-    if parameterization not in ("ntk", "standard"):
-        raise ValueError(f"`parameterization` must be 'ntk' or 'standard', got {parameterization!r}")
-    _int_list("width", [width])
-    input_shape = tuple(int(d) for d in input_shape)
-    strides = tuple(int(s) for s in strides)
-    if arch == "mlp":
-        _int_list("depth", [depth])
-        return lambda key: MLP(input_shape, width=width, depth=depth, n_outputs=n_outputs,
-                               key=key, parameterization=parameterization,
-                               bias_multiplier=bias_multiplier)
-    if len(input_shape) != 3:
-        raise ValueError(f"arch='convnet' needs images (H, W, C), got input shape {input_shape}")
-    return lambda key: ConvNet(input_shape, width=width, n_outputs=n_outputs, key=key,
-                               strides=strides, parameterization=parameterization,
-                               bias_multiplier=bias_multiplier)
-
-
-def with_target_offset(data: Dataset, offset: float) -> Dataset:
-    """A copy of ``data`` whose targets are ``one_hot - offset`` (rebuilt from the labels).
-
-    The loaders use the authors' ``one_hot - 0.1``; their ImageNet script trains on plain
-    one-hot targets (``offset=0``).
-    """
-    if data.labels_train is None or data.labels_test is None:
-        raise ValueError(f"dataset {data.name!r} has no class labels to rebuild targets from")
-
-    def targets(labels):
-        return (one_hot_targets(labels, data.n_outputs) + np.float32(TARGET_OFFSET)
-                - np.float32(offset)).astype(np.float32)
-
-    return Dataset(name=data.name, x_train=data.x_train, y_train=targets(data.labels_train),
-                   x_test=data.x_test, y_test=targets(data.labels_test),
-                   labels_train=data.labels_train, labels_test=data.labels_test,
-                   n_outputs=data.n_outputs)
 
 
 def synthetic_dataset(input_shape: Sequence[int], n_classes: int, *, n_train: int, n_test: int,
@@ -252,7 +197,7 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
     Args:
         data: train / held-out split (:func:`load_benchmark_data`).
         arch, depth, strides, parameterization, bias_multiplier: the network
-            (:func:`model_factory`).
+            (:func:`alignlib.models.model_factory`).
         widths: hidden widths (MLP units or ConvNet channels).
         rules: learning-rule names (:data:`alignlib.rules.RULES`).
         lrs: learning rates of every width ...

@@ -52,8 +52,9 @@ import optax
 import pandas as pd
 
 from alignlib.data import add_task_targets
-from alignlib.models import MLP, RNN, ConvNet
-from alignlib.rules import RULES, LossFn, get_rule, mse, sequence_mse
+from alignlib.models import loss_for, model_factory
+from alignlib.rules import RULES, LossFn, get_rule, mse
+from alignlib.training import make_step
 from alignlib.validation import positive_integer
 
 Array = jax.Array
@@ -130,26 +131,25 @@ def bench_problem(kind: str, width: int, *, batch_size: int | None = None,
 
 
 def _problem_builder(kind, width, batch_size, input_shape, depth, strides, seq_len, n_outputs):
-    """``(build, loss_fn, batch_size)`` with ``build(key) -> model``."""
+    """``(build, loss_fn, batch_size)`` with ``build(key) -> model``
+    (:func:`alignlib.models.model_factory`)."""
     if kind not in BENCH_MODELS:
         raise ValueError(f"kind must be one of {BENCH_MODELS}, got {kind!r}")
-    if not isinstance(width, (int, np.integer)) or isinstance(width, bool) or width < 1:
-        raise ValueError(f"width must be a positive integer, got {width!r}")
-    width = int(width)
+    architecture = _ARCHITECTURE[kind]
     if kind == "rnn":
-        batch_size = 50 if batch_size is None else batch_size
-        _check_batch(batch_size)
-        if not isinstance(seq_len, (int, np.integer)) or seq_len < 1:
-            raise ValueError(f"seq_len must be a positive integer, got {seq_len!r}")
-        return (lambda k: RNN(1, width, 1, key=k)), sequence_mse, batch_size
-    batch_size = 100 if batch_size is None else batch_size
+        positive_integer("seq_len", seq_len)
+        shape, n_outputs = (seq_len, 1), 1
+    else:
+        shape = tuple(input_shape) if input_shape is not None else _DEFAULT_INPUT[kind]
+    batch_size = _DEFAULT_BATCH[kind] if batch_size is None else batch_size
     _check_batch(batch_size)
-    if kind == "mlp":
-        shape = tuple(input_shape) if input_shape is not None else (8, 8)
-        return (lambda k: MLP(shape, width, depth, n_outputs, key=k)), mse, batch_size
-    shape = tuple(input_shape) if input_shape is not None else (8, 8, 1)
-    return ((lambda k: ConvNet(shape, width, n_outputs, strides=tuple(strides), key=k)), mse,
-            batch_size)
+    build = model_factory(architecture, shape, n_outputs, width, depth=depth, strides=strides)
+    return build, loss_for(architecture), batch_size
+
+
+_ARCHITECTURE = {"mlp": "mlp", "conv": "convnet", "rnn": "rnn"}
+_DEFAULT_INPUT = {"mlp": (8, 8), "conv": (8, 8, 1)}
+_DEFAULT_BATCH = {"mlp": 100, "conv": 100, "rnn": 50}
 
 
 def _check_batch(batch_size: int) -> None:
@@ -195,19 +195,26 @@ def compile_step(problem: Problem, rule: str, *, lr: float = 0.1,
     state, opt_state = eqx.filter_jit(lambda m, xb, k: (
         learning_rule.init(m, xb, k), optimizer.init(eqx.filter(m, eqx.is_inexact_array))))(
         model, x, key)
-    dynamic, static = eqx.partition((model, state, opt_state, x, y), eqx.is_array)
+    return _step_program(learning_rule.name, make_step(learning_rule, optimizer, loss_fn),
+                         (model, state, opt_state, x, y))
 
-    def step(args):
-        m, s, o, xb, yb = eqx.combine(args, static)
-        loss, grads = learning_rule.gradient(m, s, xb, yb, loss_fn)
-        updates, o = optimizer.update(grads, o, eqx.filter(m, eqx.is_inexact_array))
-        m = eqx.apply_updates(m, updates)
+
+def _step_program(name: str, sgd_step: Callable, args: tuple, vmapped: bool = False
+                  ) -> StepProgram:
+    """Compile ``sgd_step`` (:func:`alignlib.training.make_step`) on ``args = (model,
+    rule_state, opt_state, x, y)`` ahead of time; with ``vmapped``, the model and the two
+    states carry a leading axis of runs that share the batch."""
+    dynamic, static = eqx.partition(args, eqx.is_array)
+    if vmapped:
+        sgd_step = eqx.filter_vmap(sgd_step, in_axes=(0, 0, 0, None, None))
+
+    def step(arrays):
+        m, o, loss, _ = sgd_step(*eqx.combine(arrays, static))
         return eqx.filter(m, eqx.is_array), eqx.filter(o, eqx.is_array), loss
 
     start = time.perf_counter()
     compiled = jax.jit(step).lower(dynamic).compile()
-    seconds = time.perf_counter() - start
-    return StepProgram(learning_rule.name, compiled, dynamic, seconds)
+    return StepProgram(name, compiled, dynamic, time.perf_counter() - start)
 
 
 _OP_PATTERN = re.compile(r"\s(dot|convolution|while|custom-call|fusion|infeed|outfeed|send|recv)\(")
@@ -482,24 +489,11 @@ def batching_gain(kind: str, width: int, n_runs: int, *, rule: str = "backprop",
                     opt.init(eqx.filter(model, eqx.is_inexact_array)))
         return eqx.filter_vmap(one)(keys, lrs)
 
-    def one_step(m, s, o, xb, yb):
-        loss, grads = learning_rule.gradient(m, s, xb, yb, problem.loss_fn)
-        updates, o = optimizer.update(grads, o, eqx.filter(m, eqx.is_inexact_array))
-        return eqx.apply_updates(m, updates), o, loss
+    sgd_step = make_step(learning_rule, optimizer, problem.loss_fn)
 
     def program(model, state, opt_state, vmapped: bool, name: str) -> StepProgram:
-        dynamic, static = eqx.partition((model, state, opt_state, problem.x, problem.y),
-                                        eqx.is_array)
-
-        def step(args):
-            m, s, o, xb, yb = eqx.combine(args, static)
-            fn = eqx.filter_vmap(one_step, in_axes=(0, 0, 0, None, None)) if vmapped else one_step
-            m, o, loss = fn(m, s, o, xb, yb)
-            return eqx.filter(m, eqx.is_array), eqx.filter(o, eqx.is_array), loss
-
-        start = time.perf_counter()
-        compiled = jax.jit(step).lower(dynamic).compile()
-        return StepProgram(name, compiled, dynamic, time.perf_counter() - start)
+        return _step_program(name, sgd_step, (model, state, opt_state, problem.x, problem.y),
+                             vmapped)
 
     single_state, single_opt = single_init(problem.model)
     stacked, stacked_state, stacked_opt = stacked_init(keys, lrs)

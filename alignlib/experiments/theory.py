@@ -19,11 +19,13 @@ from typing import NamedTuple
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import optax
 
 from alignlib import kernels
 from alignlib.models import MLP
-from alignlib.rules import LossFn, align_zero, get_rule, mse, sites
+from alignlib.rules import LossFn, get_rule, mse, sites
 from alignlib.statistics import power_law_fit
+from alignlib.training import make_step
 
 Array = jax.Array
 
@@ -58,23 +60,24 @@ def gradient_descent(model, rule, x: Array, y: Array, *, lr: float, steps: int,
     key = jax.random.PRNGKey(0) if key is None else key
     state = rule.init(model, x, key)
 
+    optimizer = optax.inject_hyperparams(optax.sgd)(learning_rate=lr)
+    sgd_step = make_step(rule, optimizer, loss_fn, predict)
+
     # Data, initial network and rule state are arguments, not closed-over constants, so
     # XLA does not try to constant-fold the whole forward pass at compile time.
     @eqx.filter_jit
     def run(model, initial, state, x, y):
         def step(carry, _):
-            m, pred, err = carry
+            m, o, pred, err = carry
             out = m(x)
-            loss, grads = rule.gradient(m, state, x, y, loss_fn)
-            if predict:
-                _, g0 = align_zero.gradient(m, initial, x, y, loss_fn)
-                pred = jax.tree.map(lambda p, g: p - lr * g, pred, g0)
-            m = eqx.apply_updates(m, jax.tree.map(lambda g: -lr * g, grads))
-            return (m, pred, err + (out - y)), loss
+            m, o, loss, pred = sgd_step(m, state, o, x, y, initial, pred)
+            return (m, o, pred, err + (out - y)), loss
 
-        zeros = jax.tree.map(jnp.zeros_like, eqx.filter(initial, eqx.is_inexact_array))
-        (m, pred, err), losses = jax.lax.scan(
-            step, (model, zeros, jnp.zeros_like(y)), None, length=steps)
+        params = eqx.filter(initial, eqx.is_inexact_array)
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        (m, _, pred, err), losses = jax.lax.scan(
+            step, (model, optimizer.init(params), zeros, jnp.zeros_like(y)), None,
+            length=steps)
         return m, pred, err, losses, m(x)
 
     m, pred, err, losses, outputs = run(model, model, state, x, y)
@@ -233,7 +236,7 @@ def width_sweep(x: Array, y: Array, widths, *, depth: int = 2, lr: float = 1.0,
             "outputs": pd.DataFrame(out_rows), "models": models}
 
 
-def trajectory_distances(outputs) -> "pd.DataFrame":
+def trajectory_distances(outputs):
     """From :func:`width_sweep`'s ``outputs`` table: each rule's distance to backprop and
     to readout-only training, relative to how far backprop moved the outputs."""
     import numpy as np
