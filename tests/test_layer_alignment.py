@@ -1,5 +1,5 @@
-"""Tests for alignlib.experiments.layer_alignment: exact conv scores from tap Grams, layer scores of trained
-networks, the shuffled control, the probe estimator, the width sweep, the gpu profile's
+"""Tests for alignlib.alignment.layers and alignlib.experiments.layer_alignment: exact conv
+scores from tap Grams, layer scores of trained networks, the shuffled control, the probe estimator, the width sweep, the gpu profile's
 data path (fake KMNIST / CIFAR-10 files) and the alignment chapter itself."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from helpers import REPO
 
 import alignlib as al
 from alignlib import claims
+from alignlib.alignment import alignment_score, conv_gram, layers
 from alignlib.experiments import layer_alignment as la
-from alignlib.alignment import alignment_score
 from alignlib.data import load_digits
 
 
@@ -58,16 +58,16 @@ def test_conv_score_from_tap_counts_is_exact(case, form):
     rng = np.random.default_rng(hash(case) % 2**32)
     a = rng.standard_normal((k, k, ci, co))
     b = a + 0.7 * rng.standard_normal((k, k, ci, co)) * np.exp(-np.arange(co))
-    geo = la.LayerGeometry("conv", "conv", a.shape, (H, W, ci), s, pad)
+    geo = layers.LayerGeometry("conv", "conv", a.shape, (H, W, ci), s, pad)
     with jax.enable_x64(True):
         expected = alignment_score(a, b, input_shape=(H, W, ci), stride=s, padding=pad)
-        got = float(la.exact_alignments([jnp.asarray(a)], jnp.asarray(b), geo, conv_form=form)[0])
+        got = float(layers.exact_alignments([jnp.asarray(a)], jnp.asarray(b), geo, conv_form=form)[0])
         # the three Frobenius sums themselves, against the explicit Gram matrices
         from alignlib.alignment import gram
 
         ga = np.asarray(gram(a, input_shape=(H, W, ci), stride=s, padding=pad))
         gb = np.asarray(gram(b, input_shape=(H, W, ci), stride=s, padding=pad))
-        sums = np.asarray(la.gram_inner_products(jnp.asarray(a), jnp.asarray(b), geo,
+        sums = np.asarray(layers.gram_inner_products(jnp.asarray(a), jnp.asarray(b), geo,
                                                  conv_form=form))
     assert got == pytest.approx(expected, abs=1e-12)
     np.testing.assert_allclose(sums, [np.sum(ga * gb), np.sum(ga * ga), np.sum(gb * gb)],
@@ -75,18 +75,18 @@ def test_conv_score_from_tap_counts_is_exact(case, form):
 
 
 def test_conv_form_choice_prefers_the_cheaper_exact_evaluation():
-    stride1 = la.conv_tap_counts((8, 8), (3, 3), 1)
-    stride2 = la.conv_tap_counts((8, 8), (3, 3), 2)
+    stride1 = layers.conv_tap_counts((8, 8), (3, 3), 1)
+    stride2 = layers.conv_tap_counts((8, 8), (3, 3), 2)
     assert stride1.shape == (9, 9, 9, 9)
     # stride 2 uses only the tap pairs whose offset is even: 5 per axis, 25 of 81
-    assert len(la._conv_form(stride2, 64, 64, 2, force="pairs").pair_i) == 25
-    assert la._conv_form(stride2, 256, 256, 2).name == "pairs"
-    assert la._conv_form(stride1, 256, 256, 2).name == "taps"
-    assert la._conv_form(stride1, 1, 256, 2).name == "taps"  # a first layer: c_in = 1
+    assert len(conv_gram._conv_form(stride2, 64, 64, 2, force="pairs").pair_i) == 25
+    assert conv_gram._conv_form(stride2, 256, 256, 2).name == "pairs"
+    assert conv_gram._conv_form(stride1, 256, 256, 2).name == "taps"
+    assert conv_gram._conv_form(stride1, 1, 256, 2).name == "taps"  # a first layer: c_in = 1
     with pytest.raises(ValueError, match="stride"):
-        la.conv_tap_counts((8, 8), (3, 3), 0)
+        layers.conv_tap_counts((8, 8), (3, 3), 0)
     with pytest.raises(ValueError, match="padding"):
-        la.conv_tap_counts((8, 8), (3, 3), 1, "FULL")
+        layers.conv_tap_counts((8, 8), (3, 3), 1, "FULL")
 
 
 @pytest.mark.parametrize("shape", [(7, 20), (20, 7)])
@@ -94,25 +94,25 @@ def test_dense_score_matches_alignment_score_and_is_nan_for_zero_updates(shape):
     rng = np.random.default_rng(1)
     a = rng.standard_normal(shape)
     b = a + rng.standard_normal(shape)
-    geo = la.LayerGeometry("dense 1", "dense", shape, (shape[1],), 1, "SAME")
+    geo = layers.LayerGeometry("dense 1", "dense", shape, (shape[1],), 1, "SAME")
     with jax.enable_x64(True):
-        got = float(la.exact_alignment(jnp.asarray(a), jnp.asarray(b), geo))
+        got = float(layers.exact_alignment(jnp.asarray(a), jnp.asarray(b), geo))
         assert got == pytest.approx(alignment_score(a, b), abs=1e-12)
-        assert float(la.exact_alignment(3.0 * jnp.asarray(a), jnp.asarray(a), geo)) == pytest.approx(1.0)
-    assert np.isnan(float(la.exact_alignment(jnp.zeros(shape), jnp.asarray(b, jnp.float32), geo)))
+        assert float(layers.exact_alignment(3.0 * jnp.asarray(a), jnp.asarray(a), geo)) == pytest.approx(1.0)
+    assert np.isnan(float(layers.exact_alignment(jnp.zeros(shape), jnp.asarray(b, jnp.float32), geo)))
 
 
 def test_random_dense_updates_score_about_m_over_m_plus_d_plus_1():
     rng = np.random.default_rng(2)
     for m, d in [(200, 20), (30, 30), (10, 100)]:
-        geo = la.LayerGeometry("dense", "dense", (m, d), (d,), 1, "SAME")
-        scores = [float(la.exact_alignment(jnp.asarray(rng.standard_normal((m, d)), jnp.float32),
+        geo = layers.LayerGeometry("dense", "dense", (m, d), (d,), 1, "SAME")
+        scores = [float(layers.exact_alignment(jnp.asarray(rng.standard_normal((m, d)), jnp.float32),
                                            jnp.asarray(rng.standard_normal((m, d)), jnp.float32), geo))
                   for _ in range(40)]
-        assert np.mean(scores) == pytest.approx(la.random_update_score(m, d), abs=0.02)
-    assert la.random_update_score(1024, 64) == pytest.approx(1024 / 1089)
+        assert np.mean(scores) == pytest.approx(layers.random_update_score(m, d), abs=0.02)
+    assert layers.random_update_score(1024, 64) == pytest.approx(1024 / 1089)
     with pytest.raises(ValueError, match="`d`"):
-        la.random_update_score(3, 0)
+        layers.random_update_score(3, 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -123,22 +123,22 @@ def test_random_dense_updates_score_about_m_over_m_plus_d_plus_1():
 def test_layer_geometry_of_the_paper_networks():
     key = jax.random.PRNGKey(0)
     mlp = la.make_network("mlp", (8, 8, 1), 16, 10, key=key, depth=2)
-    geo = la.layer_geometry(mlp)
+    geo = layers.layer_geometry(mlp)
     assert [g.name for g in geo] == ["dense 1", "dense 2", "readout"]
     assert [g.input_shape for g in geo] == [(64,), (16,), (16,)]
     kmnist = la.make_network("convnet", (28, 28, 1), 4, 10, key=key, strides=(1, 2, 2))
-    geo = la.layer_geometry(stacked(kmnist))  # stacked networks work too
+    geo = layers.layer_geometry(stacked(kmnist))  # stacked networks work too
     assert [g.name for g in geo] == ["conv 1", "conv 2", "conv 3", "readout"]
     assert [g.input_shape for g in geo] == [(28, 28, 1), (28, 28, 4), (14, 14, 4), (4,)]
     assert [g.stride for g in geo] == [1, 2, 2, 1]
     cifar = la.make_network("convnet", (32, 32, 3), 4, 10, key=key,
                             strides=la.PAPER_CONV_STRIDES["cifar10"])
-    shapes = [g.input_shape[:2] for g in la.layer_geometry(cifar)[:-1]]
+    shapes = [g.input_shape[:2] for g in layers.layer_geometry(cifar)[:-1]]
     assert shapes == [(32, 32)] * 4 + [(16, 16)] * 2 + [(8, 8)]
     with pytest.raises(ValueError, match="model"):
         la.make_network("resnet", (8, 8, 1), 4, 10, key=key)
     with pytest.raises(ValueError, match="MLP or ConvNet"):
-        la.layer_geometry(al.RNN(2, 4, key=key))
+        layers.layer_geometry(al.RNN(2, 4, key=key))
 
 
 @pytest.mark.slow
@@ -148,11 +148,11 @@ def test_exact_scores_on_the_cifar_geometry_match_the_basis_method():
                           strides=la.PAPER_CONV_STRIDES["cifar10"])
     other = la.make_network("convnet", (32, 32, 3), 3, 10, key=jax.random.PRNGKey(2),
                             strides=la.PAPER_CONV_STRIDES["cifar10"])
-    for geo, s, t in zip(la.layer_geometry(net), al.sites(net), al.sites(other)):
+    for geo, s, t in zip(layers.layer_geometry(net), al.sites(net), al.sites(other)):
         a, b = s.weight, s.weight + 0.5 * t.weight
         expected = alignment_score(a, b, input_shape=geo.input_shape if geo.kind == "conv" else None,
                                    stride=geo.stride)
-        assert float(la.exact_alignment(a, b, geo)) == pytest.approx(expected, abs=2e-5), geo.name
+        assert float(layers.exact_alignment(a, b, geo)) == pytest.approx(expected, abs=2e-5), geo.name
 
 
 # ---------------------------------------------------------------------------------------
@@ -167,9 +167,9 @@ def test_one_full_batch_step_from_init_aligns_exactly(model):
     seeds = [0, 1]
     result = al.train(lambda k: la.make_network(model, (8, 8, 1), 16, 10, key=k), "backprop",
                       data, epochs=1, learning_rates=5.0, seeds=seeds, batch_size=50,
-                      predict=True, epoch_metrics=la.alignment_epoch_metrics(seeds),
+                      predict=True, epoch_metrics=layers.alignment_epoch_metrics(seeds),
                       progress=False)
-    scores = la.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
+    scores = layers.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
     n_layers = 3 if model == "mlp" else 4
     assert scores.shape == (2, n_layers)
     np.testing.assert_allclose(scores, 1.0, atol=1e-5)
@@ -179,7 +179,7 @@ def test_one_full_batch_step_from_init_aligns_exactly(model):
     dist = h[(h.epoch == 1) & h.metric.str.startswith("prediction_distance@")].value
     assert (dist < 1e-4).all()
     assert h[(h.epoch == 0) & h.metric.str.startswith("alignment@")].value.isna().all()
-    probe = la.layer_alignment(result.models, result.initial, result.predicted, method="probe",
+    probe = layers.layer_alignment(result.models, result.initial, result.predicted, method="probe",
                                n_batches=3, batch_size=50)
     np.testing.assert_allclose(probe, 1.0, atol=1e-4)
 
@@ -195,15 +195,15 @@ def trained_wide(digits):
 
 def test_shuffled_control_is_far_below_the_alignment_of_a_trained_wide_layer(trained_wide):
     result, seeds = trained_wide
-    exact = la.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
-    control = la.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds,
+    exact = layers.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds)
+    control = layers.layer_alignment(result.models, result.initial, result.predicted, seeds=seeds,
                                  control=True)
     assert exact.shape == control.shape == (2, 3)
     assert (exact > 0.95).all()
     assert (control < 0.35).all()
     assert (exact - control > 0.6).all()
     # the control of a run depends only on its seed, not on its position in the stack
-    alone = la.layer_alignment(*slice_runs((result.models, result.initial, result.predicted),
+    alone = layers.layer_alignment(*slice_runs((result.models, result.initial, result.predicted),
                                            slice(1, 2)), seeds=seeds[1:], control=True)
     np.testing.assert_allclose(alone[0], control[1], rtol=1e-6)
 
@@ -212,8 +212,8 @@ def test_probe_estimator_agrees_with_the_exact_score(trained_wide):
     result, seeds = trained_wide
     sub = slice_runs((result.models, result.initial, result.predicted), slice(0, 1))
     for control in (False, True):
-        exact = la.layer_alignment(*sub, seeds=seeds[:1], control=control)
-        probe = la.layer_alignment(*sub, seeds=seeds[:1], control=control, method="probe",
+        exact = layers.layer_alignment(*sub, seeds=seeds[:1], control=control)
+        probe = layers.layer_alignment(*sub, seeds=seeds[:1], control=control, method="probe",
                                    n_batches=20, key=jax.random.PRNGKey(7))
         np.testing.assert_allclose(probe, exact, atol=0.02)
 
@@ -222,12 +222,12 @@ def test_shuffled_control_is_a_permutation_of_the_trained_weights(trained_wide):
     result, seeds = trained_wide
     w = al.sites(result.models)[1].weight
     w0 = al.sites(result.initial)[1].weight
-    (perms,) = la.shuffle_permutations(seeds, [w[0].size])[:1]
-    control = np.asarray(la._controls(w, w0, perms))
+    (perms,) = layers.shuffle_permutations(seeds, [w[0].size])[:1]
+    control = np.asarray(layers._controls(w, w0, perms))
     for r in range(2):
         np.testing.assert_allclose(np.sort((control[r] + np.asarray(w0[r])).ravel()),
                                    np.sort(np.asarray(w[r]).ravel()), atol=1e-5)
-    again = la.shuffle_permutations(seeds, [w[0].size])[0]
+    again = layers.shuffle_permutations(seeds, [w[0].size])[0]
     np.testing.assert_array_equal(again, perms)
     assert not np.array_equal(perms[0], perms[1])
 
@@ -236,19 +236,19 @@ def test_layer_alignment_rejects_bad_arguments(trained_wide):
     result, seeds = trained_wide
     args = (result.models, result.initial, result.predicted)
     with pytest.raises(ValueError, match="`method`"):
-        la.layer_alignment(*args, method="monte-carlo")
+        layers.layer_alignment(*args, method="monte-carlo")
     with pytest.raises(ValueError, match="stacked"):
-        la.layer_alignment(result.model(0), result.initial, result.predicted)
+        layers.layer_alignment(result.model(0), result.initial, result.predicted)
     with pytest.raises(ValueError, match="predict=True"):
-        la.layer_alignment(result.models, result.initial, None)
+        layers.layer_alignment(result.models, result.initial, None)
     with pytest.raises(ValueError, match="one seed per run"):
-        la.layer_alignment(*args, seeds=[0])
+        layers.layer_alignment(*args, seeds=[0])
     with pytest.raises(ValueError, match="n_batches"):
-        la.layer_alignment(*args, method="probe", n_batches=0)
+        layers.layer_alignment(*args, method="probe", n_batches=0)
     other = slice_runs(la.make_network("mlp", (8, 8, 1), 32, 10, key=jax.random.PRNGKey(0)),
                        slice(None))
     with pytest.raises(ValueError, match="shapes"):
-        la.layer_alignment(result.models, stacked(other), result.predicted)
+        layers.layer_alignment(result.models, stacked(other), result.predicted)
 
 
 # ---------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def test_width_sweep_table_is_tidy_and_complete():
     assert alignment[alignment.epoch == 0].value.isna().all()
     probes = layers[layers.metric == "alignment_probe"]
     assert set(probes.width) == {2} and set(probes.seed) == {0} and set(probes.epoch) == {3}
-    assert set(layers.metric) == {*la.EPOCH_METRICS, "alignment_probe", "alignment_shuffled_probe"}
+    assert set(layers.metric) == {*layers.EPOCH_METRICS, "alignment_probe", "alignment_shuffled_probe"}
     assert set(layers.layer_name) == {"conv 1", "conv 2", "conv 3", "readout"}
     rows = layers[(layers.width == 6) & (layers.layer == 2)]
     assert set(rows.n_in) == {6} and set(rows.n_out) == {6} and set(rows.kind) == {"conv"}

@@ -22,9 +22,10 @@ Weight layouts used throughout ``alignlib``:
 Three ways to get at the score:
 
 * :func:`gram` materialises ``A^T A`` (dense) or ``C^T C`` (conv) exactly.
-* :func:`alignment_score` computes the exact score without forming Gram matrices when
-  it can, using ``<A^T A, B^T B>_F = ||A B^T||_F^2`` and ``||A^T A||_F = ||A A^T||_F``
-  on whichever side is smaller.
+* :func:`alignment_score` computes the exact score without forming Gram matrices, using
+  ``<A^T A, B^T B>_F = ||A B^T||_F^2`` and ``||A^T A||_F = ||A A^T||_F`` on whichever
+  side is smaller, and for convolutions the tap counts of
+  :mod:`alignlib.alignment.conv_gram`.
 * :func:`probe_alignment_score` is the authors' Monte-Carlo estimator with Gaussian
   probes, reproduced step by step from their script (``alignment_kmnist.py``).
 
@@ -40,6 +41,8 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from alignlib.alignment.conv_gram import conv_score_sums, conv_tap_counts
 
 __all__ = [
     "gram",
@@ -241,40 +244,6 @@ def _conv_gram(w, *, input_shape, stride, padding, chunk_size):
     return g.reshape(-1, dim)[:dim]
 
 
-@partial(jax.jit, static_argnames=("input_shape", "stride", "padding", "chunk_size", "side"))
-def _conv_score_sums(a, b, *, input_shape, stride, padding, chunk_size, side):
-    """``(<G_a, G_b>_F, ||G_a||_F^2, ||G_b||_F^2)`` for conv operators, chunked.
-
-    ``side="input"``: loop over the input basis e_j, with G e_j = C^T C e_j, and use
-    tr(G_a G_b) = sum_j <G_a e_j, G_b e_j>.
-    ``side="output"``: loop over the output basis, using <G_a, G_b>_F = ||C_a C_b^T||_F^2
-    and ||G||_F = ||C C^T||_F.
-    """
-    out_shape = _conv_output_shape(a.shape, input_shape, stride, padding)
-    conv = partial(_conv, stride=stride, padding=padding)
-    convT = partial(_conv_transpose, input_shape=input_shape, stride=stride, padding=padding)
-
-    if side == "input":
-        dim = math.prod(input_shape)
-
-        def sums(idx):
-            e = _basis(idx, dim, input_shape, a.dtype)
-            ga = convT(conv(e, a), a)
-            gb = convT(conv(e, b), b)
-            return jnp.stack([jnp.sum(ga * gb), jnp.sum(ga * ga), jnp.sum(gb * gb)])
-
-    else:
-        dim = math.prod(out_shape)
-
-        def sums(idx):
-            e = _basis(idx, dim, out_shape, a.dtype)
-            ua, ub = convT(e, a), convT(e, b)
-            ab, aa, bb = conv(ub, a), conv(ua, a), conv(ub, b)
-            return jnp.stack([jnp.sum(ab * ab), jnp.sum(aa * aa), jnp.sum(bb * bb)])
-
-    return jnp.sum(jax.lax.map(sums, _chunk_indices(dim, chunk_size)), axis=0)
-
-
 @jax.jit
 def _dense_score_sums(a, b):
     """``(<A^T A, B^T B>_F, ||A^T A||_F^2, ||B^T B||_F^2)`` on the smaller side."""
@@ -344,8 +313,6 @@ def alignment_score(
     input_shape: tuple[int, ...] | None = None,
     stride: int = 1,
     padding: str = "SAME",
-    max_dim: int = 65536,
-    chunk_size: int = 256,
 ) -> float:
     """Exact alignment score of two updates of one layer (the derivation page, "Measuring alignment")::
 
@@ -353,10 +320,10 @@ def alignment_score(
 
     Computed without forming the Gram matrices: for dense weights the identities
     ``<A^T A, B^T B>_F = ||A B^T||_F^2`` and ``||A^T A||_F = ||A A^T||_F`` are used on
-    the smaller of the two sides; for convolutions the operator is applied to the
-    standard basis of the smaller of its input (``H*W*c_in``) and output
-    (``H'*W'*c_out``) spaces, ``chunk_size`` basis vectors at a time, and the three
-    inner products are accumulated. Both updates are first divided by their largest
+    the smaller of the two sides; for convolutions the sums are contracted over the
+    kernel taps with counts that depend only on the geometry
+    (:mod:`alignlib.alignment.conv_gram`), at a cost independent of the image size. Both
+    updates are first divided by their largest
     entry, then by their Frobenius norms (the score is scale-invariant), so tiny (1e-30)
     or huge updates neither under- nor overflow; NumPy inputs are rescaled before they
     are converted to JAX's float32.
@@ -366,17 +333,13 @@ def alignment_score(
             ``(k_h, k_w, c_in, c_out)``.
         input_shape: ``(H, W, c_in)`` of one input image, required for convolutions.
         stride, padding: convolution stride and ``"SAME"``/``"VALID"`` padding.
-        max_dim: for convolutions, refuse (ValueError) when the smaller basis side is
-            larger than this (the cost grows like that side times two convolutions);
-            use :func:`probe_alignment_score` instead.
-        chunk_size: basis vectors per convolution call (memory bound).
 
     Returns:
         The score as a Python float in ``[0, 1]`` (clipped to 1 against rounding).
 
     Raises:
         ValueError: shapes differ, a conv weight lacks ``input_shape``, an update is
-            zero (the score is undefined) or non-finite, or the operator is too large.
+            zero (the score is undefined) or non-finite.
     """
     a, b = _check_pair(dW_a, dW_b)
     kind, in_shape, stride, padding = _layer_geometry(a, "dW_a", input_shape, stride, padding)
@@ -386,21 +349,8 @@ def alignment_score(
     if kind == "dense":
         sums = _dense_score_sums(a, b)
     else:
-        out_shape = _conv_output_shape(a.shape, in_shape, stride, padding)
-        in_dim, out_dim = math.prod(in_shape), math.prod(out_shape)
-        # Input side costs 4 convolution passes per basis vector, output side 5.
-        side = "input" if 4 * in_dim <= 5 * out_dim else "output"
-        dim = in_dim if side == "input" else out_dim
-        if dim > max_dim:
-            raise ValueError(
-                f"The exact conv alignment score would loop over {dim} basis images "
-                f"(input_shape={in_shape}), more than max_dim={max_dim}. Raise `max_dim` or "
-                "use probe_alignment_score."
-            )
-        sums = _conv_score_sums(
-            a, b, input_shape=in_shape, stride=stride, padding=padding,
-            chunk_size=int(min(chunk_size, dim)), side=side,
-        )
+        counts = conv_tap_counts(in_shape[:2], a.shape[:2], stride, padding)
+        sums = conv_score_sums(a, b, counts)
     ab, aa, bb = (float(s) for s in sums)
     if not all(math.isfinite(v) for v in (ab, aa, bb)):  # never a silent NaN
         raise ValueError(
