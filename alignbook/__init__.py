@@ -25,21 +25,23 @@ from alignbook.glue import (
                             glue_text,
                             reproduce_command,
 )
-from alignbook.pipeline import (
-                            BUILD_ENV,
-                            Book,
+from alignbook.parameters import (
                             BookError,
-                            ChapterFailed,
-                            ChapterRun,
                             Parameter,
                             ParameterError,
-                            SiteFailed,
-                            build,
                             expected_seconds,
                             load_profiles,
                             notebook_parameters,
                             parse_cli_value,
                             resolve_parameters,
+)
+from alignbook.pipeline import (
+                            BUILD_ENV,
+                            Book,
+                            ChapterFailed,
+                            ChapterRun,
+                            SiteFailed,
+                            build,
                             results_folder,
                             run_chapter,
 )

@@ -21,6 +21,7 @@ reports, it does not judge.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -32,6 +33,7 @@ from typing import Any, Mapping
 
 from alignbook import data_cli
 from alignbook import pipeline as _book
+from alignbook.parameters import CONSTRAINTS
 from alignbook import results as _results
 from alignbook.glue import format_value
 from alignbook.scorecard import profile_claims
@@ -287,7 +289,7 @@ def _cmd_params(args, book: _book.Book) -> int:
                 used.update(c.name for c in constraints[p.name])
     if used:
         print("Constraints (checked before anything runs):")
-        for name, meaning in _book.CONSTRAINTS.items():
+        for name, meaning in CONSTRAINTS.items():
             if name in used:
                 print(f"  {name:<13} {meaning}")
     return 0
@@ -467,6 +469,8 @@ def _cmd_doctor(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    with contextlib.suppress(AttributeError, ValueError):  # a log file sees each line at once
+        sys.stdout.reconfigure(line_buffering=True)
     if args.command == "doctor":  # needs no book folder (reads one if there is one)
         return _cmd_doctor(args)
     if args.command == "data":  # needs no book folder (reads one if there is one)

@@ -91,7 +91,7 @@ def new_chapter_notebook(path: str | os.PathLike, chapter: str, title: str) -> P
     nb.metadata.kernelspec = {"name": KERNEL_NAME, "display_name": "Python 3 (ipykernel)",
                               "language": "python"}
     nb.metadata.language_info = {"name": "python"}
-    # checked before any kernel starts (alignbook.pipeline.CONSTRAINTS; `alignbook params`)
+    # checked before any kernel starts (alignbook.parameters.CONSTRAINTS; `alignbook params`)
     nb.metadata["alignbook"] = {"constraints": {
         "widths": ["non_empty", "positive", "unique"], "lr": ["positive"], "seed": ["non_negative"]}}
     for kind, tags, text in _TEMPLATE_CELLS:

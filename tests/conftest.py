@@ -105,6 +105,11 @@ class TinyBook:
     def results(self) -> Path:
         return self.root / "results"
 
+    @property
+    def log(self) -> str:
+        """What the build printed."""
+        return (self.root / "build.log").read_text(errors="replace")
+
     def chapter(self, name: str) -> ExecutedChapter:
         run = self.runs[name]
         assert run.ok, f"chapter {name!r} failed in the tiny build:\n{run.message}"
@@ -126,7 +131,9 @@ class _TinyBuild:
 
         cls.root = Path(tempfile.mkdtemp(prefix="alignbook-tiny-book-"))
         env = {**os.environ, RESULTS_ENV: str(cls.root / "results"),
-               B.BUILD_ENV: str(cls.root / "build")}
+               B.BUILD_ENV: str(cls.root / "build"),
+               # progress lines every 2 s, so the test of them sees some
+               "ALIGNBOOK_PROGRESS_SECONDS": "2"}
         cls.log = cls.root / "build.log"
         with open(cls.log, "w") as out:
             cls.process = subprocess.Popen(

@@ -701,7 +701,7 @@ def test_constraint_declarations_are_checked(book_env, capfd, no_execution, cons
 
 def test_every_chapter_declares_constraints_that_its_defaults_and_profiles_meet():
     import alignbook as B
-    from alignbook import pipeline
+    from alignbook import parameters
     from helpers import REPO
 
     book = B.Book(REPO)
@@ -711,6 +711,6 @@ def test_every_chapter_declares_constraints_that_its_defaults_and_profiles_meet(
         for name, param in book.parameters(chapter).items():
             if param.type in ("int", "float", "list", "dict"):
                 assert constraints.get(name), f"{chapter}: no constraints for {name}"
-            pipeline.check_constraints(chapter, name, param.default, constraints.get(name, ()), "default")
+            parameters.check_constraints(chapter, name, param.default, constraints.get(name, ()), "default")
         for profile in profiles:
             B.resolve_parameters(book, chapter, profile, profiles)  # raises on a broken constraint
