@@ -6,9 +6,12 @@ Used inside the notebooks (light imports):
   Markdown cell; :func:`glue_text` glues a string without quotes.
 - :func:`glue_figure` saves a figure into a :class:`~alignbook.results.ResultStore`
   (PNG + PDF with provenance), glues the figure for a ``glue:figure`` directive and
-  glues a "Reproduce this figure" note (key ``<name>_note``) for ``{glue:md}``.
+  glues a "Reproduce this figure" note (key ``<name>_note``) for ``{glue:md}``, with
+  links to the figure's PNG, PDF, data (CSV) and provenance in the site.
 - :func:`glue_claim` glues a scorecard record's verdict and measurement.
-- :func:`figure_note` and :func:`reproduce_command` build that note / command.
+- :func:`figure_note` and :func:`reproduce_command` build that note / command;
+  :func:`figure_files` lists the files the note links to (copied into the site by
+  :func:`alignbook.site.render_site`).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Any, Mapping
 import yaml
 
 from alignbook import results as _results
+from alignbook.sphinx_ext import SITE_FIGURES
 
 __all__ = ["glue_number", "glue_text", "glue_figure", "glue_claim", "figure_note",
-           "reproduce_command", "format_value"]
+           "figure_files", "reproduce_command", "format_value", "SITE_FIGURES", "FIGURE_RECORD"]
 
 def format_value(value: Any) -> str:
     """A parameter value as the YAML text ``alignbook run -p NAME VALUE`` parses
@@ -48,19 +52,77 @@ def reproduce_command(chapter: str, profile: str, params: Mapping[str, Any]) -> 
     return " ".join(parts)
 
 
-def figure_note(store: _results.ResultStore, name: str) -> str:
-    """Markdown text: how to reproduce figure ``name`` of ``store`` and where its
-    data and provenance are. Meant for the figure's caption (via ``{glue:md}``)."""
-    try:
-        folder = store.path.relative_to(_results.project_root())
-    except ValueError:
-        folder = store.path
+#: ``SITE_FIGURES``: the folder (relative to the site's source root) into which the site
+#: rendering (:func:`alignbook.site.render_site`) copies each figure's files from the
+#: results folder, so that the caption's links are links of the site itself.
+#: Key, in the glued note's ``text/markdown`` output metadata, of the figure's file
+#: record: ``{"figure": name, "files": {site path: path below the results root}}``.
+FIGURE_RECORD = "alignbook_figure"
+
+
+def _figure_tables(store: _results.ResultStore, name: str, data: Any) -> list[str]:
+    """The CSV file names of the table(s) figure ``name`` plots (see :func:`glue_figure`)."""
+    if data is None:
+        return sorted(f for f in store.files() if f.endswith(".csv"))
+    if isinstance(data, str):
+        data = [data]
+    if hasattr(data, "to_csv"):  # a DataFrame: saved beside the figure
+        return [store.save_table(data, f"{name}_data").name]
+    names = []
+    for table in data:
+        if not store.has_table(table):
+            raise ValueError(f"figure {name!r}: no finished table {table!r} in {store.path.name}/")
+        names.append(f"{table}.csv")
+    return names
+
+
+def figure_files(store: _results.ResultStore, name: str,
+                 tables: list[str] | None = None) -> dict[str, str]:
+    """``{site path: path below the results root}`` of figure ``name``'s files: the
+    PNG, the PDF, the tables it plots (``tables``: CSV file names in the store) and
+    ``provenance.json``. Site paths are ``figures/<chapter>/<hash>/<file>``: paths
+    of the site's source tree, never of this machine."""
+    folder = store.path.relative_to(store.root).as_posix()
+    site = f"{SITE_FIGURES}/{store.chapter}/{store.hash}"
+    names = [f"{name}.png", f"{name}.pdf", *(tables or []), _results.PROVENANCE]
+    return {f"{site}/{f}": f"{folder}/{f}" for f in dict.fromkeys(names)}
+
+
+def figure_note(store: _results.ResultStore, name: str, tables: list[str] | None = None) -> str:
+    """Markdown text for figure ``name``'s caption (via ``{glue:md}``): the command that
+    reproduces it, and links to its PNG, PDF, data (CSV) and provenance. The links
+    point into the site (``/figures/<chapter>/<hash>/...``, from the site's root),
+    where the site rendering copies the files; :mod:`alignbook.sphinx_ext` makes each
+    link relative to its page and ships the files with the site."""
     cmd = reproduce_command(store.chapter, store.profile, store.params)
-    return (
-        f"Reproduce this figure: `{cmd}`. "
-        f"Data, figure files and provenance: `{folder.as_posix()}/` "
-        f"(`{name}.png`, `{name}.pdf`, `provenance.json`)."
-    )
+    links = []
+    for path in figure_files(store, name, tables):
+        file = path.rsplit("/", 1)[1]
+        if file == _results.PROVENANCE:
+            text = "provenance (JSON)"
+        elif file.endswith(".csv"):
+            stem = file[: -len(".csv")]
+            text = "data (CSV)" if stem in (name, f"{name}_data") or len(tables or []) == 1 \
+                else f"data: {stem} (CSV)"
+        else:
+            text = file.rsplit(".", 1)[1].upper()
+        links.append(f"[{text}](/{path})")
+    return f"Reproduce this figure: `{cmd}`. Files: {', '.join(links)}."
+
+
+class _FigureNote:
+    """The glued caption note of a figure: Markdown, with the record of the figure's
+    files in the output's metadata (``FIGURE_RECORD``) for the site rendering."""
+
+    def __init__(self, text: str, record: dict):
+        self.text = text
+        self.record = record
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_markdown_(self):
+        return self.text, {FIGURE_RECORD: self.record}
 
 
 class _Formatted:
@@ -125,27 +187,36 @@ def glue_figure(
     name: str,
     fig: Any,
     *,
+    data: Any = None,
     dpi: int = 150,
     close: bool = True,
 ) -> None:
     """Save ``fig`` into ``store`` as ``<name>.png``/``.pdf`` and glue it.
 
+    ``data`` is what the figure plots, offered beside it as CSV: a DataFrame (saved
+    as ``<name>_data.csv``), or the name(s) of tables already saved in ``store``;
+    ``None`` offers every table of the store.
+
     Glues two keys: ``name`` (the saved PNG itself, provenance metadata included,
     for a ``glue:figure`` directive; shown at the figure's size in inches x 100
     pixels) and ``<name>_note`` (Markdown from :func:`figure_note`, for
-    ``{glue:md}`` in the caption). Gluing the saved file rather than the live
-    figure means the book shows exactly the file in the results folder, whatever
-    matplotlib backend the notebook uses. Closes the figure (unless
-    ``close=False``) so that the notebook does not display it a second time.
-    The files are ``store.path / f"{name}.png"`` and ``.pdf``.
+    ``{glue:md}`` in the caption: the command that reproduces the figure and links
+    to its PNG, PDF, CSV and provenance, which the site rendering copies into the
+    site). Gluing the saved file rather than the live figure means the book shows
+    exactly the file in the results folder, whatever matplotlib backend the
+    notebook uses. Closes the figure (unless ``close=False``) so that the notebook
+    does not display it a second time. The files are ``store.path / f"{name}.png"``
+    and ``.pdf``.
     """
-    from IPython.display import Image, Markdown
+    from IPython.display import Image
     from myst_nb import glue
 
+    tables = _figure_tables(store, name, data)
     paths = store.save_figure(fig, name, dpi=dpi)
     width = int(round(fig.get_figwidth() * 100))
     glue(name, Image(data=paths["png"].read_bytes(), format="png", width=width), display=False)
-    glue(f"{name}_note", Markdown(figure_note(store, name)), display=False)
+    record = {"figure": name, "files": figure_files(store, name, tables)}
+    glue(f"{name}_note", _FigureNote(figure_note(store, name, tables), record), display=False)
     if close:
         try:
             import matplotlib.pyplot as plt

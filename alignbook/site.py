@@ -1,7 +1,10 @@
 """Rendering the site: Jupyter Book 1.x over the executed notebooks of one profile.
 
 :func:`render_site` copies the book's sources and the profile's executed notebooks into
-a staging folder, fills the scorecard page from the chapters' ``claims.json``, vendors
+a staging folder, fills the scorecard page from the chapters' ``claims.json``, copies
+each figure's files (PNG, PDF, CSV, ``provenance.json``) from the results folder into
+``figures/`` of the staging tree, where the figure captions link to them (Sphinx then
+serves them under ``_downloads/``), hides the parameters papermill injected, vendors
 MathJax so that math renders offline, and runs ``jupyter-book build`` with warnings as
 errors into ``_build/<profile>/html`` (the link ``_build/html`` points at the latest).
 """
@@ -15,9 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import nbformat
 import yaml
 
-from alignbook.pipeline import Book, SiteFailed, _strip_suffix, profile_lock
+from alignbook.glue import FIGURE_RECORD, SITE_FIGURES
+from alignbook.pipeline import Book, SiteFailed, _strip_suffix, profile_lock, results_folder
 from alignbook.scorecard import fill_scorecard
 
 __all__ = ["render_site"]
@@ -45,6 +50,64 @@ def _filter_toc(node: Any, drop: set[str]) -> Any:
         return out
     return node
 
+
+def _figure_records(nb: nbformat.NotebookNode) -> list[dict]:
+    """The file records of the figures an executed notebook glued
+    (:func:`alignbook.glue.glue_figure`)."""
+    found = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            record = (out.get("metadata", {}).get("text/markdown") or {}).get(FIGURE_RECORD)
+            if isinstance(record, dict) and isinstance(record.get("files"), dict):
+                found.append(record)
+    return found
+
+
+def _safe_relative(path: str) -> bool:
+    parts = Path(path).parts
+    return bool(parts) and not Path(path).is_absolute() and ".." not in parts
+
+
+def _stage_figures(staging: Path, results: Path, chapter: str, records: list[dict]) -> list[str]:
+    """Copy the files of ``records`` from ``results`` into ``staging``; returns what was
+    missing (``chapter: file``)."""
+    missing = []
+    for record in records:
+        for site_path, source in record["files"].items():
+            if not (_safe_relative(site_path) and _safe_relative(source)
+                    and Path(site_path).parts[0] == SITE_FIGURES):
+                missing.append(f"{chapter}: {site_path} (not a path inside the site)")
+                continue
+            src, dst = results / source, staging / site_path
+            if not src.is_file():
+                missing.append(f"{chapter}: {source}")
+                continue
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    return missing
+
+
+def _stage_notebook(executed: Path, target: Path) -> list[dict]:
+    """Copy an executed notebook into the staging tree for Jupyter Book: the cell of
+    parameters papermill injected gets ``hide-input`` (the reader can unfold it, as the
+    chapter's own ``parameters`` cell), and papermill's record of this machine's paths
+    is dropped. Returns the notebook's figure records."""
+    nb = nbformat.read(executed, as_version=4)
+    for cell in nb.cells:
+        tags = cell.get("metadata", {}).get("tags", [])
+        if "injected-parameters" in tags and "hide-input" not in tags:
+            cell.metadata["tags"] = [*tags, "hide-input"]
+    papermill = nb.metadata.get("papermill")
+    if isinstance(papermill, dict):
+        for key in ("input_path", "output_path", "cwd"):
+            papermill.pop(key, None)
+    nbformat.write(nb, target)
+    return _figure_records(nb)
+
+
+#: Files of the repository root the site needs besides its pages: the "How to cite" page
+#: links to CITATION.cff and generates the book's BibTeX from it (alignbook.sphinx_ext).
+CITATION_FILES = ("CITATION.cff",)
 
 #: Where the site loads MathJax from when a local copy is available (relative to _static).
 MATHJAX_PATH = "mathjax/tex-mml-chtml.js"
@@ -105,19 +168,26 @@ def _render_site(book: Book, profile: str, echo=print) -> Path:
     top = sorted({Path(doc).parts[0] for doc in book.documents() if len(Path(doc).parts) > 1})
     for name in top:
         shutil.copytree(book.root / name, staging / name, ignore=_IGNORE)
+    for name in CITATION_FILES:  # read by the "How to cite" page
+        if (book.root / name).is_file():
+            shutil.copy2(book.root / name, staging / name)
     for doc in book.documents():  # top-level pages
         if len(Path(doc).parts) == 1:
             src = book.source(doc)
             shutil.copy2(src, staging / src.name)
-    missing = []
+    missing, lost = [], []
     for chapter, nb in book.chapters().items():
         executed = book.executed_path(profile, chapter)
         target = staging / nb.relative_to(book.root)
         if executed.is_file():
-            shutil.copy2(executed, target)
+            records = _stage_notebook(executed, target)
+            lost += _stage_figures(staging, results_folder(book), chapter, records)
         else:
             target.unlink(missing_ok=True)
             missing.append(_strip_suffix(nb.relative_to(book.root).as_posix()))
+    if lost:
+        raise SiteFailed("figure files the captions link to are missing from the results folder "
+                         f"{results_folder(book)} (re-run the chapters): " + "; ".join(lost[:20]))
     fill_scorecard(book, staging, profile,
                     [c for c in book.chapters() if book.executed_path(profile, c).is_file()])
     config = dict(book.config)
