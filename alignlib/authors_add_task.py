@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from jax import lax
 
-from alignlib._sites import AdaPair, Array, Dense, Pair, Site
+from alignlib.layers import AlignAdaLayer, Array, Dense, CurrentAndInitial, WeightedLayer
 from alignlib.data import Dataset, add_task_targets
 from alignlib.models import RNN
 from alignlib.rules import (
@@ -138,24 +138,24 @@ class _AuthorsInitialState(eqx.Module):
     network starts from the *current* initial state, with no gradient link here (the link
     is made by the recurrence at the first step)."""
 
-    current: Site
+    current: WeightedLayer
 
-    def __call__(self, x: Pair) -> Pair:
+    def __call__(self, x: CurrentAndInitial) -> CurrentAndInitial:
         out = self.current(lax.stop_gradient(x.current))
-        return Pair(out, lax.stop_gradient(out))
+        return CurrentAndInitial(out, lax.stop_gradient(out))
 
 
 class _AuthorsInput(eqx.Module):
     """Their input site: the current network computes ``W_ih x_t + b_h``; the initial
     network ``W_ih(0) x_t + b_h(0)``, with no gradient link between the two."""
 
-    current: Site
-    initial: Site
+    current: WeightedLayer
+    initial: WeightedLayer
 
-    def __call__(self, x: Pair) -> Pair:
+    def __call__(self, x: CurrentAndInitial) -> CurrentAndInitial:
         out = self.current(lax.stop_gradient(x.current))
         out_initial = jax.tree.map(lax.stop_gradient, self.initial)(lax.stop_gradient(x.initial))
-        return Pair(out, out_initial)
+        return CurrentAndInitial(out, out_initial)
 
 
 class _AuthorsRecurrent(eqx.Module):
@@ -168,14 +168,14 @@ class _AuthorsRecurrent(eqx.Module):
     without a link to the current weights of that step.
     """
 
-    current: Site
-    initial: Site
+    current: WeightedLayer
+    initial: WeightedLayer
 
-    def __call__(self, h: Pair) -> Pair:
+    def __call__(self, h: CurrentAndInitial) -> CurrentAndInitial:
         out = self.current(lax.stop_gradient(h.current))
         routed = h.initial + h.current - lax.stop_gradient(h.current)
         out_initial = jax.tree.map(lax.stop_gradient, self.initial)(routed)
-        return Pair(out, out_initial)
+        return CurrentAndInitial(out, out_initial)
 
 
 def _align_ada_authors_gradient(model, initial, x, y, loss_fn):
@@ -190,8 +190,8 @@ def _align_ada_authors_gradient(model, initial, x, y, loss_fn):
             replace=(_AuthorsInitialState(m.initial_state),
                      _AuthorsInput(m.input, initial.input),
                      _AuthorsRecurrent(m.recurrent, initial.recurrent),
-                     AdaPair(m.readout, initial.readout)))
-        out = paired(Pair(x, x))
+                     AlignAdaLayer(m.readout, initial.readout)))
+        out = paired(CurrentAndInitial(x, x))
         return loss_fn(_value_with_gradient_of(out.current, out.initial), y)
 
     return eqx.filter_value_and_grad(surrogate)(model)

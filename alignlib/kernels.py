@@ -6,7 +6,7 @@ closed form; nothing here is random.
 
 Model
 -----
-Input ``x`` in R^d (flattened), ``depth = L`` weight layers: hidden layers
+Input ``x`` in R^d (flattened), ``n_layers = L`` weight layers: hidden layers
 ``l = 1 .. L-1`` of width ``n`` and a readout layer ``L`` with ``k`` outputs::
 
     h^1     = sigma_w W^1 x / sqrt(d)                + b^1
@@ -82,7 +82,7 @@ Layer-1 alignment: :func:`layer1_gram_prediction` gives the limit of
 ``dW1.T @ dW1`` (d x d, no normalisation by the width), namely
 ``eta^2 sigma_w^2 / d * X^T (K^1 ∘ E E^T) X``.
 
-Finite widths (tests/test_kernels.py, depth 3, d = 5, N = 8, k = 3, lr 0.5, 20
+Finite widths (the tests: 3 weight layers, d = 5, N = 8, k = 3, lr 0.5, 20
 steps): the empirical NTK at initialisation approaches ``ntk`` like n^-1/2; the
 training-error trajectory and the layer-1 Gram approach the theory more slowly
 (log-log slope about -0.4 for n = 256..4096, relative Gram error 0.08 at n = 4096),
@@ -143,10 +143,10 @@ def _as_inputs(X, name: str = "X") -> Array:
     return X
 
 
-def _check_depth(depth) -> int:
+def _check_n_layers(n_layers) -> int:
     """The number of weight layers, readout included (an MLP with ``L`` hidden layers has
-    ``depth = L + 1``)."""
-    return positive_integer("depth (the number of weight layers, readout included)", depth)
+    ``n_layers = L + 1``; ``depth`` in :class:`alignlib.MLP` counts hidden layers only)."""
+    return positive_integer("n_layers (the number of weight layers, readout included)", n_layers)
 
 
 def _check_sigmas(sigma_w, sigma_b) -> tuple[float, float]:
@@ -175,14 +175,14 @@ def _bias_term(bias_in_ntk) -> float:
 # --------------------------------------------------------------------------- #
 
 
-def _recursion(X, X2, depth, sigma_w, sigma_b):
+def _recursion(X, X2, n_layers, sigma_w, sigma_b):
     """Run the arc-cosine recursion.
 
     Returns ``(inputs, sigmas, dots)``: lists of the layer-input kernels C^1..C^L,
     the NNGP Sigma^1..Sigma^L and the derivative kernels Sigmadot^1..Sigmadot^(L-1),
     each of shape (N1, N2).
     """
-    depth = _check_depth(depth)
+    n_layers = _check_n_layers(n_layers)
     sigma_w, sigma_b = _check_sigmas(sigma_w, sigma_b)
     X1 = _as_inputs(X, "X")
     same = X2 is None
@@ -192,11 +192,11 @@ def _recursion(X, X2, depth, sigma_w, sigma_b):
             f"X and X2 must have the same input dimension; got {X1.shape[1]} and "
             f"{X2.shape[1]}"
         )
-    return _recursion_core(X1, X2, depth, same, sigma_w**2, sigma_b**2)
+    return _recursion_core(X1, X2, n_layers, same, sigma_w**2, sigma_b**2)
 
 
-@functools.partial(jax.jit, static_argnames=("depth", "same"))
-def _recursion_core(X1, X2, depth, same, sw2, sb2):
+@functools.partial(jax.jit, static_argnames=("n_layers", "same"))
+def _recursion_core(X1, X2, n_layers, same, sw2, sb2):
     d = X1.shape[1]
 
     # Layer-1 input kernel: cross term and the two diagonals.
@@ -206,13 +206,13 @@ def _recursion_core(X1, X2, depth, same, sw2, sb2):
     eye = jnp.eye(X1.shape[0], dtype=bool) if same else None
 
     inputs, sigmas, dots = [], [], []
-    for layer in range(1, depth + 1):
+    for layer in range(1, n_layers + 1):
         s12 = sw2 * c + sb2
         s1 = sw2 * q1 + sb2
         s2 = sw2 * q2 + sb2
         inputs.append(c)
         sigmas.append(s12)
-        if layer == depth:
+        if layer == n_layers:
             break
         norm = jnp.sqrt(s1[:, None] * s2[None, :])
         pos = norm > 0
@@ -231,7 +231,7 @@ def _recursion_core(X1, X2, depth, same, sw2, sb2):
     return inputs, sigmas, dots
 
 
-def nngp(X, depth: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0):
+def nngp(X, n_layers: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0):
     """NNGP kernels (pre-activation covariances) of every layer at initialisation.
 
     ``Sigma^1 = sigma_w^2 x.x'/d + sigma_b^2`` and
@@ -240,7 +240,7 @@ def nngp(X, depth: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0):
 
     Args:
         X: inputs, shape (N, d) or (N, ...) (flattened per example).
-        depth: number of weight layers L (readout included), >= 1.
+        n_layers: number of weight layers L (readout included), >= 1.
         X2: optional second set of inputs, shape (N2, d); default ``X``.
         sigma_w: weight multiplier.
         sigma_b: standard deviation of the biases at initialisation (0 in the
@@ -250,11 +250,11 @@ def nngp(X, depth: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0):
         List of L arrays ``[Sigma^1, ..., Sigma^L]``, each (N, N2). ``Sigma^L`` is
         the covariance of each output unit of the network at initialisation.
     """
-    return _recursion(X, X2, depth, sigma_w, sigma_b)[1]
+    return _recursion(X, X2, n_layers, sigma_w, sigma_b)[1]
 
 
 def derivative_kernels(
-    X, depth: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0
+    X, n_layers: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0
 ):
     """Derivative (arc-cosine degree 0) kernels of the hidden layers.
 
@@ -265,13 +265,13 @@ def derivative_kernels(
 
     Returns:
         List of L-1 arrays ``[Sigmadot^1, ..., Sigmadot^(L-1)]``, each (N, N2)
-        (empty for ``depth == 1``).
+        (empty for ``n_layers == 1``).
     """
-    return _recursion(X, X2, depth, sigma_w, sigma_b)[2]
+    return _recursion(X, X2, n_layers, sigma_w, sigma_b)[2]
 
 
 def layer_input_kernels(
-    X, depth: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0
+    X, n_layers: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0
 ):
     """Kernels of each layer's input, normalised by its fan-in.
 
@@ -285,7 +285,7 @@ def layer_input_kernels(
     Returns:
         List of L arrays ``[C^1, ..., C^L]``, each (N, N2).
     """
-    return _recursion(X, X2, depth, sigma_w, sigma_b)[0]
+    return _recursion(X, X2, n_layers, sigma_w, sigma_b)[0]
 
 
 def _backward(dots, sw2, ones):
@@ -296,7 +296,7 @@ def _backward(dots, sw2, ones):
 
 
 def backward_kernels(
-    X, depth: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0
+    X, n_layers: int, *, X2=None, sigma_w: float = 1.0, sigma_b: float = 0.0
 ):
     """Backward kernels: the limit of ``sum_j (d f/d h^l_j)(x) (d f/d h^l_j)(x')``.
 
@@ -311,13 +311,13 @@ def backward_kernels(
         List of L arrays ``[K^1, ..., K^L]``, each (N, N2).
     """
     sigma_w, _ = _check_sigmas(sigma_w, sigma_b)
-    inputs, _, dots = _recursion(X, X2, depth, sigma_w, sigma_b)
+    inputs, _, dots = _recursion(X, X2, n_layers, sigma_w, sigma_b)
     return _backward(dots, sigma_w**2, jnp.ones_like(inputs[0]))
 
 
 def ntk(
     X,
-    depth: int,
+    n_layers: int,
     *,
     X2=None,
     sigma_w: float = 1.0,
@@ -333,7 +333,7 @@ def ntk(
     ``beta K^l``. The NTK of a k-output network is ``Theta ⊗ I_k``.
 
     Args:
-        X, depth, X2, sigma_w, sigma_b: as for :func:`nngp`.
+        X, n_layers, X2, sigma_w, sigma_b: as for :func:`nngp`.
         bias_in_ntk: True (default) when every layer has a trained bias with
             multiplier 1 (the library's MLP; ``beta = 1``); False for untrained or
             absent biases (``beta = 0``); a float sets ``beta`` directly (e.g.
@@ -345,7 +345,7 @@ def ntk(
     beta = _bias_term(bias_in_ntk)
     sigma_w, _ = _check_sigmas(sigma_w, sigma_b)
     sw2 = sigma_w**2
-    inputs, _, dots = _recursion(X, X2, depth, sigma_w, sigma_b)
+    inputs, _, dots = _recursion(X, X2, n_layers, sigma_w, sigma_b)
     ks = _backward(dots, sw2, jnp.ones_like(inputs[0]))
     theta = jnp.zeros_like(inputs[0])
     for c, k in zip(inputs, ks):
@@ -512,7 +512,7 @@ def integrated_error(
 def layer1_gram_prediction(
     X,
     e_sum,
-    depth: int,
+    n_layers: int,
     *,
     lr: float,
     n_outputs: int | None = None,
@@ -543,7 +543,7 @@ def layer1_gram_prediction(
         X: training inputs, (N, d) or (N, ...) (flattened per example).
         e_sum: integrated error ``E``, shape (N,) or (N, k) (from
             :func:`integrated_error`, or from a finite network's recorded errors).
-        depth: number of weight layers L.
+        n_layers: number of weight layers L.
         lr: learning rate of GD on the library's mean-squared loss.
         n_outputs: k in ``eta``; default ``e_sum.shape[1]`` (1 for a vector).
         sigma_w, sigma_b: as for :func:`nngp`.
@@ -564,7 +564,7 @@ def layer1_gram_prediction(
         n_outputs = e_sum.shape[1]
     sigma_w, sigma_b = _check_sigmas(sigma_w, sigma_b)
     eta = gd_step_size(lr, Xf.shape[0], n_outputs)
-    k1 = backward_kernels(Xf, depth, sigma_w=sigma_w, sigma_b=sigma_b)[0]
+    k1 = backward_kernels(Xf, n_layers, sigma_w=sigma_w, sigma_b=sigma_b)[0]
     d = Xf.shape[1]
     m = k1 * (e_sum @ e_sum.T)
     return (eta**2) * (sigma_w**2) / d * (Xf.T @ m @ Xf)

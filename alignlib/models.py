@@ -1,8 +1,8 @@
 """The paper's three architectures in NTK parameterisation: MLP, ConvNet and ReLU RNN.
 
 Models act on a batch (batch statistics enter the ConvNet's batch norm). All parameters
-live in sites (:mod:`alignlib._sites`); each model lists them in forward order with
-:meth:`sites` and names its readout, so every learning rule applies to every model
+live in weighted layers (:mod:`alignlib.layers`); each model lists them in forward order with
+:meth:`weighted_layers` and names its readout, so every learning rule applies to every model
 without rule-specific model code.
 """
 
@@ -16,12 +16,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from alignlib._sites import (
+from alignlib.layers import (
     Array,
     Conv,
     Dense,
     Parameterization,
-    Site,
+    WeightedLayer,
     check_size,
     each,
     first_stream,
@@ -76,7 +76,7 @@ class MLP(eqx.Module):
                              bias_multiplier=bias_multiplier)
         self.input_shape = input_shape
 
-    def sites(self) -> tuple[Site, ...]:
+    def weighted_layers(self) -> tuple[WeightedLayer, ...]:
         return (*self.layers, self.readout)
 
     def __call__(self, x):
@@ -125,7 +125,7 @@ class ConvNet(eqx.Module):
                              bias_multiplier=bias_multiplier)
         self.input_shape = input_shape
 
-    def sites(self) -> tuple[Site, ...]:
+    def weighted_layers(self) -> tuple[WeightedLayer, ...]:
         return (*self.convs, self.readout)
 
     def __call__(self, x):
@@ -167,7 +167,7 @@ class RNN(eqx.Module):
         self.initial_state = Dense(1, width, key=k_h0, bias=False, zero_init=True)
         self.n_inputs = n_inputs
 
-    def sites(self) -> tuple[Site, ...]:
+    def weighted_layers(self) -> tuple[WeightedLayer, ...]:
         return (self.initial_state, self.input, self.recurrent, self.readout)
 
     def __call__(self, x):

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from alignlib._sites import AdaPair, Array, Feedback, Pair, Site
+from alignlib.layers import AlignAdaLayer, Array, Feedback, CurrentAndInitial, WeightedLayer
 
 LossFn = Callable[[Array, Array], Array]
 
@@ -68,15 +68,15 @@ def sequence_mse(output: Array, target: Array) -> Array:
 # ------------------------------------------------------------------ helpers
 
 
-def sites(model) -> tuple[Site, ...]:
+def weighted_layers(model) -> tuple[WeightedLayer, ...]:
     """The model's weighted layers in forward order."""
-    return model.sites()
+    return model.weighted_layers()
 
 
-def _wrap_sites(model, wrap: Callable[[int, Site], Any]):
+def _wrap_weighted_layers(model, wrap: Callable[[int, WeightedLayer], Any]):
     """Replace every site ``s`` (index ``i`` in forward order) by ``wrap(i, s)``."""
-    originals = sites(model)
-    return eqx.tree_at(lambda m: m.sites(), model,
+    originals = weighted_layers(model)
+    return eqx.tree_at(lambda m: m.weighted_layers(), model,
                        replace=[wrap(i, s) for i, s in enumerate(originals)])
 
 
@@ -121,9 +121,9 @@ def _align_zero_gradient(model, initial, x, y, loss_fn):
 def _align_ada_gradient(model, initial, x, y, loss_fn):
     # Initial network's sensitivities meet the current network's layer inputs.
     def surrogate(m):
-        paired = eqx.tree_at(lambda t: t.sites(), m,
-                             replace=[AdaPair(c, i) for c, i in zip(sites(m), sites(initial))])
-        out = paired(Pair(x, x))
+        paired = eqx.tree_at(lambda t: t.weighted_layers(), m,
+                             replace=[AlignAdaLayer(c, i) for c, i in zip(weighted_layers(m), weighted_layers(initial))])
+        out = paired(CurrentAndInitial(x, x))
         return loss_fn(_value_with_gradient_of(out.current, out.initial), y)
 
     return eqx.filter_value_and_grad(surrogate)(model)
@@ -132,14 +132,14 @@ def _align_ada_gradient(model, initial, x, y, loss_fn):
 def _feedback_gradient(model, feedback_weights, x, y, loss_fn):
     # Backprop through current activations, with other weights in the backward pass.
     def surrogate(m):
-        wrapped = _wrap_sites(m, lambda i, s: Feedback(s, feedback_weights[i], "weights"))
+        wrapped = _wrap_weighted_layers(m, lambda i, s: Feedback(s, feedback_weights[i], "weights"))
         return loss_fn(wrapped(x), y)
 
     return eqx.filter_value_and_grad(surrogate)(model)
 
 
 def _align_prop_gradient(model, initial, x, y, loss_fn):
-    return _feedback_gradient(model, [s.weight for s in sites(initial)], x, y, loss_fn)
+    return _feedback_gradient(model, [s.weight for s in weighted_layers(initial)], x, y, loss_fn)
 
 
 def _rule_key(key: Array, tag: str) -> Array:
@@ -151,9 +151,9 @@ def _rule_key(key: Array, tag: str) -> Array:
 def _fa_init(model, x, key):
     """Fixed random feedback weights, drawn like the forward weights but independently."""
     del x
-    keys = jax.random.split(_rule_key(key, "fa"), len(sites(model)))
+    keys = jax.random.split(_rule_key(key, "fa"), len(weighted_layers(model)))
     return tuple(s.init_std * jax.random.normal(k, s.weight.shape, s.weight.dtype)
-                 for k, s in zip(keys, sites(model)))
+                 for k, s in zip(keys, weighted_layers(model)))
 
 
 def _site_input_shapes(model, x) -> list[tuple[int, ...]]:
@@ -161,13 +161,13 @@ def _site_input_shapes(model, x) -> list[tuple[int, ...]]:
     shapes: list[tuple[int, ...]] = []
 
     class _Record(eqx.Module):
-        site: Site
+        site: WeightedLayer
 
         def __call__(self, v):
             shapes.append(tuple(v.shape))
             return self.site(v)
 
-    recorder = _wrap_sites(model, lambda i, s: _Record(s))
+    recorder = _wrap_weighted_layers(model, lambda i, s: _Record(s))
     jax.eval_shape(lambda m, v: m(v), recorder, x)
     return shapes
 
@@ -179,12 +179,12 @@ def _dfa_init(model, x, key):
     the site (for the RNN readout, of one time step), i.e. of the hidden layer's output.
     Sites fed by data or by the recurrence get ``None`` (their input receives nothing).
     """
-    n_out = sites(model)[-1].weight.shape[0]
+    n_out = weighted_layers(model)[-1].weight.shape[0]
     out_shape = jax.eval_shape(lambda m, v: m(v), model, x).shape
     lead = len(out_shape) - 1  # batch axes of the output: (batch,) or (batch, T)
-    keys = jax.random.split(_rule_key(key, "dfa"), len(sites(model)))
+    keys = jax.random.split(_rule_key(key, "dfa"), len(weighted_layers(model)))
     matrices = []
-    for k, s, shape in zip(keys, sites(model), _site_input_shapes(model, x)):
+    for k, s, shape in zip(keys, weighted_layers(model), _site_input_shapes(model, x)):
         if not s.hidden_input:
             matrices.append(None)
             continue
@@ -206,7 +206,7 @@ def _dfa_gradient(model, feedback_matrices, x, y, loss_fn):
         return Feedback(s, (b, lax.stop_gradient(error)), "direct")
 
     def surrogate(m):
-        return loss_fn(_wrap_sites(m, wrap)(x), y)
+        return loss_fn(_wrap_weighted_layers(m, wrap)(x), y)
 
     return eqx.filter_value_and_grad(surrogate)(model)
 

@@ -6,6 +6,8 @@ Every interval and slope the chapters report comes from here:
   ``mean +- t_{(1+c)/2, n-1} s / sqrt(n)``; with ``log=True`` the geometric mean and
   the interval of the mean of ``log v``, exponentiated (for losses and ratios, whose
   spread over seeds is multiplicative);
+- :func:`summarise`: :func:`t_interval` per group of a tidy table (a rule at a width,
+  over its seeds), the table every chapter's intervals come from;
 - :func:`linear_fit`: a least-squares slope with its Student-t interval
   (``n - 2`` degrees of freedom), e.g. a rule's gap to backprop against ``log2`` width;
 - :func:`power_law_fit`: the same on ``log y`` against ``log x``, the exponent of a
@@ -18,10 +20,11 @@ import math
 from typing import Sequence
 
 import numpy as np
+import pandas as pd
 
 from alignlib.validation import number
 
-__all__ = ["t_interval", "linear_fit", "power_law_fit", "check_confidence"]
+__all__ = ["t_interval", "summarise", "linear_fit", "power_law_fit", "check_confidence"]
 
 
 def check_confidence(confidence) -> float:
@@ -53,6 +56,38 @@ def t_interval(values: Sequence[float], confidence: float = 0.95, *,
         return float(back(mean)), float("nan"), float("nan")
     half = _t_quantile(confidence, v.size - 1) * float(v.std(ddof=1)) / math.sqrt(v.size)
     return float(back(mean)), float(back(mean - half)), float(back(mean + half))
+
+
+def summarise(table: pd.DataFrame, value: str, by: Sequence[str], *,
+              confidence: float = 0.95, log: bool = False,
+              excluded: pd.Series | None = None) -> pd.DataFrame:
+    """Mean of ``table[value]`` over the rows of each group ``by`` (e.g. the seeds of a rule
+    at a width) with its Student-t interval (:func:`t_interval`, ``log`` as there).
+
+    ``excluded``: a boolean Series aligned with ``table`` marking rows to leave out (e.g.
+    diverged runs); they are counted in ``n_excluded``. Returns one row per group with
+    columns ``*by, n, n_excluded, mean, sd, ci_low, ci_high``: ``n`` values used (finite;
+    finite and positive with ``log``), ``sd`` their standard deviation (of ``log v`` with
+    ``log``), NaN bounds when ``n < 2``.
+    """
+    by = list(by)
+    missing = [c for c in [*by, value] if c not in table.columns]
+    if missing:
+        raise ValueError(f"summarise needs the columns {missing}; the table has {list(table.columns)}")
+    excluded = (pd.Series(False, index=table.index) if excluded is None
+                else excluded.reindex(table.index).fillna(False).astype(bool))
+    rows = []
+    for key, group in table.groupby(by, dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        skip = excluded.loc[group.index]
+        v = group[value][~skip].to_numpy(float)
+        v = v[np.isfinite(v) & (v > 0)] if log else v[np.isfinite(v)]
+        mean, low, high = t_interval(v, confidence, log=log)
+        spread = np.log(v) if log else v
+        rows.append({**dict(zip(by, key)), "n": int(v.size), "n_excluded": int(skip.sum()),
+                     "mean": mean, "sd": float(spread.std(ddof=1)) if v.size > 1 else float("nan"),
+                     "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows, columns=[*by, "n", "n_excluded", "mean", "sd", "ci_low", "ci_high"])
 
 
 def linear_fit(x: Sequence[float], y: Sequence[float],

@@ -70,7 +70,7 @@ def serve_http(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> It
 
 def cpu_only(test: Callable) -> Callable:
     """Mark a test that checks what XLA compiles for the CPU backend (op counts in the
-    HLO, the CPU-only code paths of :mod:`alignlib._sites`): it is skipped when JAX's
+    HLO, the CPU-only code paths of :mod:`alignlib.layers`): it is skipped when JAX's
     default backend is not the CPU. The backend is asked when the test runs, not when
     it is collected, so that collecting the suite starts no accelerator. The test also
     carries the ``cpu_only`` marker (``pytest -m "not cpu_only"`` leaves them all out)."""

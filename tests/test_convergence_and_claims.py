@@ -195,7 +195,7 @@ def test_zero_bias_multiplier_makes_biases_inert_and_bad_values_raise():
     res = al.train(lambda k: al.MLP((8, 8, 1), 16, 2, 10, key=k, bias_multiplier=0.0), "backprop",
                    data, epochs=1, learning_rates=5.0, progress=False)
     trained = res.model(0)
-    for layer in trained.sites():
+    for layer in trained.weighted_layers():
         assert float(jnp.max(jnp.abs(layer.bias))) == 0.0
     for bad in (-1.0, float("nan"), float("inf"), "1", True):
         with pytest.raises(ValueError, match="bias_multiplier"):

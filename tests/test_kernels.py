@@ -251,9 +251,9 @@ def test_float32_without_x64():
 
 def test_bad_arguments_raise():
     X = np.ones((3, 2))
-    with pytest.raises(ValueError, match="depth"):
+    with pytest.raises(ValueError, match="n_layers"):
         K.ntk(X, 0)
-    with pytest.raises(ValueError, match="depth"):
+    with pytest.raises(ValueError, match="n_layers"):
         K.nngp(X, 2.0)
     with pytest.raises(ValueError, match="sigma_w"):
         K.ntk(X, 2, sigma_w=0.0)

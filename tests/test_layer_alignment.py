@@ -148,7 +148,7 @@ def test_exact_scores_on_the_cifar_geometry_match_the_basis_method():
                           strides=la.PAPER_CONV_STRIDES["cifar10"])
     other = la.make_network("convnet", (32, 32, 3), 3, 10, key=jax.random.PRNGKey(2),
                             strides=la.PAPER_CONV_STRIDES["cifar10"])
-    for geo, s, t in zip(layers.layer_geometry(net), al.sites(net), al.sites(other)):
+    for geo, s, t in zip(layers.layer_geometry(net), al.weighted_layers(net), al.weighted_layers(other)):
         a, b = s.weight, s.weight + 0.5 * t.weight
         expected = alignment_score(a, b, input_shape=geo.input_shape if geo.kind == "conv" else None,
                                    stride=geo.stride)
@@ -220,8 +220,8 @@ def test_probe_estimator_agrees_with_the_exact_score(trained_wide):
 
 def test_shuffled_control_is_a_permutation_of_the_trained_weights(trained_wide):
     result, seeds = trained_wide
-    w = al.sites(result.models)[1].weight
-    w0 = al.sites(result.initial)[1].weight
+    w = al.weighted_layers(result.models)[1].weight
+    w0 = al.weighted_layers(result.initial)[1].weight
     (perms,) = layers.shuffle_permutations(seeds, [w[0].size])[:1]
     control = np.asarray(layers._controls(w, w0, perms))
     for r in range(2):

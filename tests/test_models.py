@@ -90,9 +90,9 @@ def test_mismatched_input_shape_raises():
 def test_conv_weight_gradient_from_tap_products_equals_autodiff(strides, shape, rules,
                                                                  monkeypatch):
     """On CPU the ConvNet's weight gradient is computed as one matrix product per tap
-    (``alignlib._sites.conv_same``); every rule's update equals the one computed with
+    (``alignlib.layers.conv_same``); every rule's update equals the one computed with
     XLA's own convolution gradient (plain autodiff of ``lax.conv_general_dilated``)."""
-    from alignlib import _sites
+    from alignlib import layers as _layers
     from alignlib.rules import mse
 
     net = al.ConvNet(shape, 6, 10, key=jax.random.PRNGKey(3), strides=strides)
@@ -109,7 +109,7 @@ def test_conv_weight_gradient_from_tap_products_equals_autodiff(strides, shape, 
 
     f_taps, g_taps, hlo_taps = updates()
     with monkeypatch.context() as m:
-        m.setattr(_sites, "conv_same", _sites._lax_conv_same)
+        m.setattr(_layers, "conv_same", _layers._lax_conv_same)
         f_ref, g_ref, hlo_ref = updates()
     np.testing.assert_array_equal(f_taps, f_ref)
     for rule in rules:

@@ -86,7 +86,7 @@ def test_hlo_op_counts_match_the_rules_arithmetic():
     assert stats["align_prop"]["flops"] == stats["backprop"]["flops"]
 
     # two conv layers: 2 forward + 1 input-gradient convolutions (on CPU each weight
-    # gradient is 9 tap products, alignlib._sites.conv_same); Align-zero adds the initial
+    # gradient is 9 tap products, alignlib.layers.conv_same); Align-zero adds the initial
     # network's 2 forward convolutions
     c = performance.bench_problem("conv", 4, batch_size=8, input_shape=(4, 4, 1), strides=(1, 2))
     conv = {r: performance.hlo_stats(performance.compile_step(c, r).compiled)

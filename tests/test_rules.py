@@ -101,7 +101,7 @@ def test_align_zero_is_initial_jacobian_times_current_error(arch):
 
 
 def mlp_params(model):
-    s = R.sites(model)
+    s = R.weighted_layers(model)
     return [(site.weight, site.bias, site.multiplier) for site in s]
 
 
@@ -132,7 +132,7 @@ def weight_updates(params, deltas, inputs):
 
 
 def grads_list(g):
-    return [(s.weight, s.bias) for s in g.sites()]
+    return [(s.weight, s.bias) for s in g.weighted_layers()]
 
 
 @pytest.fixture
@@ -185,7 +185,7 @@ def test_align_prop_and_fa_mlp_match_manual_backward(trained_mlp):
         _, g = R.fa.gradient(model, state, x, y, loss_fn)
         assert rel_err(grads_list(g), weight_updates(p, deltas, inputs)) < 1e-12
         # the feedback weights are a fresh draw of the forward distribution
-        for b, site in zip(state, R.sites(model0)):
+        for b, site in zip(state, R.weighted_layers(model0)):
             assert b.shape == site.weight.shape
             assert not jnp.allclose(b, site.weight)
             assert abs(float(jnp.std(b)) - 1.0) < 0.15
@@ -284,10 +284,10 @@ def test_align_ada_rnn_is_initial_sensitivity_times_current_input():
 def test_feedback_weights_are_independent_even_with_the_model_key(arch):
     model, x, _, _ = make_case(arch, jax.random.PRNGKey(0))
     key = jax.random.PRNGKey(0)
-    for b, s in zip(R.fa.init(model, x, key), R.sites(model)):
+    for b, s in zip(R.fa.init(model, x, key), R.weighted_layers(model)):
         assert s.init_std == 0 or not jnp.allclose(b, s.weight)
     model = al.MLP(4, 8, 2, 3, key=key)  # built with the very key the rule gets
-    for b, s in zip(R.fa.init(model, jnp.ones((2, 4)), key), R.sites(model)):
+    for b, s in zip(R.fa.init(model, jnp.ones((2, 4)), key), R.weighted_layers(model)):
         assert float(jnp.abs(b - s.weight).max()) > 0.1
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from alignlib.statistics import linear_fit, power_law_fit, t_interval
+from alignlib.statistics import linear_fit, power_law_fit, summarise, t_interval
 
 T_975_2 = 4.302652729911275  # Student-t quantile t_{0.975} with 2 degrees of freedom
 T_975_3 = 3.182446305284263  # ... with 3 degrees of freedom
@@ -65,3 +66,22 @@ def test_power_law_fit_recovers_the_exponent():
     assert two["slope"] == pytest.approx(1.0) and math.isnan(two["low"])
     assert math.isnan(power_law_fit([8.0, 8.0, 8.0], [1.0, 2.0, 3.0])["slope"])  # one width
     assert power_law_fit([8, 16, 32, 64], [1.0, np.inf, -1.0, 0.5])["n"] == 2
+
+
+def test_summarise_gives_each_group_its_interval_and_leaves_out_excluded_rows():
+    table = pd.DataFrame({"rule": ["a"] * 4 + ["b"] * 3, "width": 8,
+                          "value": [1.0, 2.0, 3.0, 100.0, 2.0, np.nan, 4.0],
+                          "diverged": [False, False, False, True, False, False, False]})
+    out = summarise(table, "value", ["rule", "width"], excluded=table.diverged).set_index("rule")
+    assert list(out.columns) == ["width", "n", "n_excluded", "mean", "sd", "ci_low", "ci_high"]
+    assert (out.loc["a", "n"], out.loc["a", "n_excluded"]) == (3, 1)
+    assert (out.loc["a", "mean"], out.loc["a", "ci_low"], out.loc["a", "ci_high"]) == \
+        pytest.approx(t_interval([1.0, 2.0, 3.0]))
+    assert out.loc["b", "n"] == 2 and out.loc["b", "mean"] == pytest.approx(3.0)  # NaN left out
+    geometric = summarise(table[table.rule == "b"], "value", ["rule"], log=True)
+    assert geometric["mean"].item() == pytest.approx(math.sqrt(8.0))
+    assert geometric["sd"].item() == pytest.approx(np.std(np.log([2.0, 4.0]), ddof=1))
+    one = summarise(table[table.index == 0], "value", ["rule"])
+    assert one["n"].item() == 1 and math.isnan(one["ci_low"].item())
+    with pytest.raises(ValueError, match="columns"):
+        summarise(table, "accuracy", ["rule"])

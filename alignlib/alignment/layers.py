@@ -33,12 +33,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alignlib._sites import Conv, Dense
+from alignlib.layers import Conv, Dense
 from alignlib.alignment.conv_gram import conv_score_sums, conv_tap_counts
 from alignlib.alignment.conv_gram import _conv_form, _pair_products, _taps_gram
 from alignlib.alignment.score import _dense_score_sums, probe_alignment_score
 from alignlib.models import MLP, ConvNet
-from alignlib.rules import sites
+from alignlib.rules import weighted_layers
 
 Array = jax.Array
 
@@ -80,7 +80,7 @@ def _first_run(models):
 
 def _is_stacked(model) -> bool:
     """True when ``model``'s weights carry a leading run axis (``train`` results)."""
-    s = sites(model)[0]
+    s = weighted_layers(model)[0]
     expected = 2 if isinstance(s, Dense) else 4
     return s.weight.ndim == expected + 1
 
@@ -105,14 +105,14 @@ def layer_geometry(model) -> tuple[LayerGeometry, ...]:
             shapes.append(tuple(v.shape[1:]))
             return self.site(v)
 
-    recorder = eqx.tree_at(lambda m: m.sites(), model,
-                           replace=[_Record(s) for s in sites(model)])
+    recorder = eqx.tree_at(lambda m: m.weighted_layers(), model,
+                           replace=[_Record(s) for s in weighted_layers(model)])
     x = jax.ShapeDtypeStruct((2, *model.input_shape), jnp.float32)
     jax.eval_shape(lambda m, v: m(v), recorder, x)
     out: list[LayerGeometry] = []
-    n_hidden = len(sites(model)) - 1
+    n_hidden = len(weighted_layers(model)) - 1
     prefix = "conv" if isinstance(model, ConvNet) else "dense"
-    for i, (s, shape) in enumerate(zip(sites(model), shapes)):
+    for i, (s, shape) in enumerate(zip(weighted_layers(model), shapes)):
         name = "readout" if i == n_hidden else f"{prefix} {i + 1}"
         if isinstance(s, Conv):
             out.append(LayerGeometry(name, "conv", tuple(s.weight.shape), shape, int(s.stride), "SAME"))
@@ -217,7 +217,7 @@ def random_update_score(m: int, d: int) -> float:
 
 
 def _weights(tree) -> list[Array]:
-    return [s.weight for s in sites(tree)]
+    return [s.weight for s in weighted_layers(tree)]
 
 
 def shuffle_permutations(seeds: Sequence[int], sizes: Sequence[int]) -> list[np.ndarray]:

@@ -40,9 +40,10 @@ from alignlib.convergence import MIN_EPOCHS
 from alignlib.data import TARGET_OFFSET, Dataset, load_dataset, one_hot_targets
 from alignlib.models import model_factory
 from alignlib.rules import get_rule
-from alignlib.statistics import t_interval
+from alignlib import statistics
 from alignlib.training import train
 from alignlib.validation import integers, numbers_list
+from alignlib.experiments.tables import format_ci, markdown_table
 
 __all__ = [
     "ARCHS",
@@ -404,22 +405,11 @@ def summarise(table: pd.DataFrame, by: Sequence[str] = ("rule", "width", "lr"), 
     Returns columns ``*by, n, n_diverged, mean, sd, ci_low, ci_high`` (``n``: runs used;
     the interval is NaN when ``n < 2``).
     """
-    by = list(by)
     final = final_values(table, metric) if "epoch" in table.columns else table
     _require_columns(final, [*by, "value"], "summarise")
-    diverged = final["diverged"].astype(bool) if "diverged" in final.columns \
-        else pd.Series(False, index=final.index)
-    rows = []
-    for key, group in final.groupby(by, dropna=False, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        ok = group.value[~diverged.loc[group.index]].to_numpy(float)
-        ok = ok[np.isfinite(ok)]
-        mean, low, high = t_interval(ok, confidence)
-        rows.append({**dict(zip(by, key)), "n": int(ok.size),
-                     "n_diverged": int(diverged.loc[group.index].sum()), "mean": mean,
-                     "sd": float(ok.std(ddof=1)) if ok.size > 1 else float("nan"),
-                     "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows, columns=[*by, "n", "n_diverged", "mean", "sd", "ci_low", "ci_high"])
+    diverged = final["diverged"].astype(bool) if "diverged" in final.columns else None
+    summary = statistics.summarise(final, "value", by, confidence=confidence, excluded=diverged)
+    return summary.rename(columns={"n_excluded": "n_diverged"})
 
 
 def best_lr(table: pd.DataFrame, by: Sequence[str] = ("rule", "width"), *,
@@ -495,7 +485,7 @@ def gap_to_reference(table: pd.DataFrame, reference: str = "backprop",
         pairs = mine.merge(ref, on="seed", suffixes=("", "_ref"))
         pairs = pairs[~pairs.diverged.astype(bool) & ~pairs.diverged_ref.astype(bool)]
         diff = (pairs.value - pairs.value_ref).to_numpy(float)
-        gap, low, high = t_interval(diff, confidence)
+        gap, low, high = statistics.t_interval(diff, confidence)
         rows.append({**dict(zip(over, point)), "rule": row.rule, "lr": row.lr,
                      "reference_lr": ref_lr, "n": int(diff.size),
                      "mean": float(pairs.value.mean()) if len(pairs) else np.nan,
@@ -552,44 +542,6 @@ def epoch_seconds(table: pd.DataFrame, by: Sequence[str] = ("rule", "width"), *,
             out = out.merge(ref, on=others, how="left") if others else out.assign(_ref=ref._ref.iloc[0])
             out["ratio_to_reference"] = out.seconds_per_run / out.pop("_ref")
     return out
-
-
-def markdown_table(table: pd.DataFrame, formats: Mapping[str, str] | None = None,
-                   default: str = ".3f") -> str:
-    """A DataFrame as a Markdown pipe table for ``{glue:md}``; ``formats`` maps a column
-    to a format spec for its numbers (``default`` for other float columns). NaN prints as
-    an en dash."""
-    formats = dict(formats or {})
-
-    def cell(column, value) -> str:
-        if isinstance(value, (float, np.floating)):
-            if not np.isfinite(value):
-                return "–"
-            spec = formats.get(column, default)
-            return format(int(round(value)) if spec.endswith("d") else float(value), spec)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and column in formats:
-            return format(int(value), formats[column])
-        return str(value)
-
-    columns = [str(c) for c in table.columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] * len(columns)) + "|"]
-    values = [table[c].tolist() for c in table.columns]
-    for i in range(len(table)):
-        lines.append("| " + " | ".join(cell(c, v[i]) for c, v in zip(table.columns, values)) + " |")
-    return "\n".join(lines)
-
-
-def format_ci(mean: float, low: float, high: float, fmt: str = ".3f", scale: float = 1.0,
-              unit: str = "") -> str:
-    """``"0.873 [0.850, 0.896]"``: a mean and its interval as text (``scale`` multiplies
-    all three, e.g. 100 for percentage points; NaN bounds are left out; NaN mean gives
-    ``"–"``)."""
-    if mean is None or not np.isfinite(mean):
-        return "–"
-    text = format(mean * scale, fmt) + unit
-    if low is not None and high is not None and np.isfinite(low) and np.isfinite(high):
-        text += f" [{format(low * scale, fmt)}, {format(high * scale, fmt)}]"
-    return text
 
 
 def select_lrs(table: pd.DataFrame, lrs: Sequence[float]) -> pd.DataFrame:

@@ -32,6 +32,7 @@ code, with its five quirks and their seed-99 run, is :mod:`alignlib.authors_add_
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Callable, Iterable, Sequence
@@ -42,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from alignlib._sites import Array
+from alignlib.layers import Array
 from alignlib.authors_add_task import (
     AUTHORS_BEST_TEST_LOSS,
     AUTHORS_CONSTANT_LOSS,
@@ -65,6 +66,7 @@ from alignlib.authors_add_task import (
     with_slot_initial_state,
 )
 from alignlib.data import Dataset, add_task
+from alignlib.experiments import tables
 from alignlib.models import RNN
 from alignlib.rules import (
     LearningRule,
@@ -446,12 +448,9 @@ def timing_summary(timing: pd.DataFrame, epochs_total: int = AUTHORS_SETTING["ep
     return pd.DataFrame(rows)
 
 
-def markdown_table(table: pd.DataFrame, formats: dict | None = None, default: str = ".3g") -> str:
-    """A DataFrame as a Markdown pipe table (see :func:`alignlib.experiments.feedforward.markdown_table`);
-    numbers default to 3 significant digits here."""
-    from alignlib.experiments.feedforward import markdown_table as _markdown_table
-
-    return _markdown_table(table, formats, default)
+#: A DataFrame as a Markdown pipe table (:func:`alignlib.experiments.tables.markdown_table`),
+#: numbers to 3 significant digits by default.
+markdown_table = functools.partial(tables.markdown_table, default=".3g")
 
 _MATMULS_PER_STEP = {"backprop": 3, "align_ada": 4, "align_zero": 4,
                      "align_ada_authors_rnn": 4}

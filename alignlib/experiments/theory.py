@@ -23,7 +23,7 @@ import optax
 
 from alignlib import kernels
 from alignlib.models import MLP
-from alignlib.rules import LossFn, get_rule, mse, sites
+from alignlib.rules import LossFn, get_rule, mse, weighted_layers
 from alignlib.statistics import power_law_fit
 from alignlib.training import make_step
 
@@ -86,13 +86,13 @@ def gradient_descent(model, rule, x: Array, y: Array, *, lr: float, steps: int,
 
 def weight_change(model, initial) -> list[Array]:
     """``W^l(t) - W^l(0)`` for every site (weights only, forward order)."""
-    return [s.weight - s0.weight for s, s0 in zip(sites(model), sites(initial))]
+    return [s.weight - s0.weight for s, s0 in zip(weighted_layers(model), weighted_layers(initial))]
 
 
 def relative_weight_change(model, initial) -> list[float]:
     """``||W^l(t) - W^l(0)||_F / ||W^l(0)||_F`` per site."""
     return [float(jnp.linalg.norm(d) / jnp.linalg.norm(s0.weight))
-            for d, s0 in zip(weight_change(model, initial), sites(initial))]
+            for d, s0 in zip(weight_change(model, initial), weighted_layers(initial))]
 
 
 def relative_distance(a: Array, b: Array) -> float:
@@ -111,7 +111,7 @@ def mlp_ntk(model: MLP, x: Array, output: int = 0) -> Array:
         raise ValueError(f"mlp_ntk needs an MLP, got {type(model).__name__}")
     a = x.reshape(x.shape[0], -1)
     inputs, pre = [], []
-    for i, layer in enumerate(model.sites()):
+    for i, layer in enumerate(model.weighted_layers()):
         inputs.append(a)
         h = layer(a)
         pre.append(h)
@@ -119,7 +119,7 @@ def mlp_ntk(model: MLP, x: Array, output: int = 0) -> Array:
 
     def f_from(perturb):
         a = x.reshape(x.shape[0], -1)
-        for layer, p in zip(model.sites(), perturb):
+        for layer, p in zip(model.weighted_layers(), perturb):
             h = layer(a) + p
             a = jax.nn.relu(h)
         return h[:, output]
@@ -129,7 +129,7 @@ def mlp_ntk(model: MLP, x: Array, output: int = 0) -> Array:
     # f(x_i) depends only on its own row, so one vjp with ones gives every delta_i.
     deltas = vjp(jnp.ones(x.shape[0], dtype=pre[0].dtype))[0]
     theta = jnp.zeros((x.shape[0], x.shape[0]), dtype=pre[0].dtype)
-    for layer, a_in, d in zip(model.sites(), inputs, deltas):
+    for layer, a_in, d in zip(model.weighted_layers(), inputs, deltas):
         dd = d @ d.T
         theta = theta + layer.multiplier ** 2 * (a_in @ a_in.T) * dd
         if layer.bias is not None:
@@ -187,16 +187,16 @@ def width_sweep(x: Array, y: Array, widths, *, depth: int = 2, lr: float = 1.0,
 
     layer_rows, net_rows, out_rows = [], [], []
     models = {}
-    theta_inf = kernels.ntk(x, depth + 1)  # kernels count the readout as a layer
+    theta_inf = kernels.ntk(x, n_layers=depth + 1)  # weight layers, the readout included
     for width in tqdm(list(widths), desc="widths", disable=None if progress else True, leave=False):
         key = jax.random.PRNGKey(seed)
         m0 = MLP(x.shape[1:], width, depth, y.shape[-1], key=key)
         run = gradient_descent(m0, "backprop", x, y, lr=lr, steps=steps, predict=True)
         models[width] = (m0, run)
         changes = weight_change(run.model, m0)
-        predicted = [s.weight for s in run.predicted.sites()]
+        predicted = [s.weight for s in run.predicted.weighted_layers()]
         for layer, (dw, dp, s0, s) in enumerate(
-                zip(changes, predicted, sites(m0), sites(run.model)), start=1):
+                zip(changes, predicted, weighted_layers(m0), weighted_layers(run.model)), start=1):
             shuffled = shuffled_update(s.weight, s0.weight, jax.random.PRNGKey(seed + layer))
             metrics = {
                 "relative_change_fro": float(jnp.linalg.norm(dw) / jnp.linalg.norm(s0.weight)),
@@ -212,7 +212,7 @@ def width_sweep(x: Array, y: Array, widths, *, depth: int = 2, lr: float = 1.0,
         # this network's own initial error, and the layer-1 Gram prediction built on them.
         e0 = m0(x) - y
         error_sum = kernels.integrated_error(theta_inf, e0, lr, steps)
-        gram_pred = kernels.layer1_gram_prediction(x, error_sum, depth + 1, lr=lr)
+        gram_pred = kernels.layer1_gram_prediction(x, error_sum, n_layers=depth + 1, lr=lr)
         gram = changes[0].T @ changes[0]
         net_rows += [
             {"width": width, "metric": "ntk_change", "value": relative_distance(theta0, theta1)},

@@ -1,22 +1,25 @@
-"""Weighted layers ("sites") and the streams that flow between them.
+"""Weighted layers, and the two streams (current and initial network) that flow between them.
 
-Every learnable parameter of an alignlib model lives in a *site*: a layer whose output
-is ``post(linear(weight, x) + bias)``, where ``linear`` is linear in both the weight and
-the input (a dense product or a convolution, with the NTK multiplier folded in) and
-``post`` is either the identity or the authors' batch normalisation.
+Every learnable parameter of an alignlib model lives in a :class:`WeightedLayer`: a layer
+whose output is ``post(linear(weight, x) + bias)``, where ``linear`` is linear in both the
+weight and the input (a dense product, :class:`Dense`, or a convolution, :class:`Conv`,
+with the NTK multiplier folded in) and ``post`` is either the identity or the authors'
+batch normalisation.
 
-The learning rules of the paper differ only in what they do at sites:
+The learning rules of the paper differ only in what they do at weighted layers:
 
 * which weights carry the error backwards through the layer (the forward weights for
-  backprop, the initial weights for Align-prop, fixed random ones for FA, none for DFA),
+  backprop, the initial weights for Align-prop, fixed random ones for FA, none for DFA:
+  :class:`Feedback`),
 * and which network's activations and sensitivities meet in the weight update
-  (Align-zero and Align-ada run the initial network beside the current one).
+  (Align-zero and Align-ada run the initial network beside the current one:
+  :class:`AlignAdaLayer`).
 
-So a rule is a way of *wrapping sites*; the model code is written once and never knows
-which rule trains it. Between sites the model applies parameter-free glue (ReLU,
-flattening, pooling, a scan over time); that glue is written with :func:`each` so that it
-also acts on a :class:`Pair` of streams, which is how Align-ada runs the current and the
-initial network in lockstep.
+So a rule is a way of *wrapping weighted layers*; the model code is written once and
+never knows which rule trains it. Between weighted layers the model applies
+parameter-free glue (ReLU, flattening, pooling, a scan over time); that glue is written
+with :func:`each` so that it also acts on :class:`CurrentAndInitial` activations, which
+is how Align-ada runs the current and the initial network in lockstep.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ BATCH_NORM_EPS = 1e-6
 """Variance epsilon of the authors' batch normalisation."""
 
 
-class Pair(NamedTuple):
+class CurrentAndInitial(NamedTuple):
     """Activations of the current network and of the frozen initial network, side by side.
 
     Used by Align-ada: the current stream supplies each layer's input, the initial stream
@@ -52,12 +55,12 @@ class Pair(NamedTuple):
 
 
 def each(fn: Callable[..., Array], *xs: Any) -> Any:
-    """Apply parameter-free glue ``fn`` to a plain activation or to each stream of a Pair."""
+    """Apply parameter-free glue ``fn`` to a plain activation or to each stream of a CurrentAndInitial."""
     return jax.tree.map(fn, *xs)
 
 
 def first_stream(x: Any) -> Array:
-    """The array of a plain activation, or the current stream of a Pair (for shape checks)."""
+    """The array of a plain activation, or the current stream of a CurrentAndInitial (for shape checks)."""
     return jax.tree.leaves(x)[0]
 
 
@@ -151,7 +154,7 @@ def _conv_same_bwd(stride, residuals, g):
 conv_same.defvjp(_conv_same_fwd, _conv_same_bwd)
 
 
-class Site(eqx.Module):
+class WeightedLayer(eqx.Module):
     """A weighted layer: ``post(linear(weight, x) + beta * bias)``.
 
     Subclasses define :meth:`linear` (linear in ``weight`` and in ``x``, multiplier
@@ -187,7 +190,7 @@ class Site(eqx.Module):
         return h if self.bias is None else h + self.bias_multiplier * self.bias
 
 
-class Dense(Site):
+class Dense(WeightedLayer):
     """Dense site. ``weight``: ``(n_out, n_in)``; input ``(..., n_in)`` -> ``(..., n_out)``.
 
     NTK parameterisation: ``h = W x / sqrt(n_in) + beta b`` with ``W ~ N(0, 1)``;
@@ -212,7 +215,7 @@ class Dense(Site):
         return self.multiplier * (x @ weight.T)
 
 
-class Conv(Site):
+class Conv(WeightedLayer):
     """3x3 'SAME' convolution site followed by the authors' batch norm.
 
     ``weight``: ``(k, k, c_in, c_out)`` (HWIO, as in TensorFlow); input
@@ -249,7 +252,7 @@ class Conv(Site):
 
 
 # --------------------------------------------------------------------------------------
-# Site wrappers: how each learning rule changes what happens at a site.
+# WeightedLayer wrappers: how each learning rule changes what happens at a site.
 # --------------------------------------------------------------------------------------
 
 FeedbackMode = Literal["weights", "direct", "cut"]
@@ -292,7 +295,7 @@ class Feedback(eqx.Module):
     The weight and bias updates are the ordinary ones: sensitivity times actual input.
     """
 
-    site: Site
+    site: WeightedLayer
     signal: Any
     mode: str = eqx.field(static=True)
 
@@ -309,7 +312,7 @@ class _LinearMap:
     stripped (the weight is passed separately) so nothing traced is closed over.
     """
 
-    def __init__(self, site: Site):
+    def __init__(self, site: WeightedLayer):
         self._site = eqx.filter(site, eqx.is_array, inverse=True)
         self._key = (type(site), tuple(
             (f.name, getattr(site, f.name)) for f in dataclasses.fields(site)
@@ -325,21 +328,21 @@ class _LinearMap:
         return isinstance(other, _LinearMap) and self._key == other._key
 
 
-class AdaPair(eqx.Module):
+class AlignAdaLayer(eqx.Module):
     """Align-ada at one site: the current network's input meets the initial network's
     sensitivity.
 
-    Input and output are :class:`Pair`. The current stream is computed with its input
+    Input and output are :class:`CurrentAndInitial`. The current stream is computed with its input
     held fixed (no backprop through the current network); the initial stream has the
     initial network's values, plus a zero-valued term ``out - stop_gradient(out)`` that
     routes the initial network's backward signal into the current weights at the
     current input. This is the authors' ``x_lin + x - tf.stop_gradient(x)`` construction.
     """
 
-    current: Site
-    initial: Site
+    current: WeightedLayer
+    initial: WeightedLayer
 
-    def __call__(self, x: Pair) -> Pair:
+    def __call__(self, x: CurrentAndInitial) -> CurrentAndInitial:
         out = self.current(lax.stop_gradient(x.current))
         out_initial = jax.tree.map(lax.stop_gradient, self.initial)(x.initial)
-        return Pair(out, out_initial + out - lax.stop_gradient(out))
+        return CurrentAndInitial(out, out_initial + out - lax.stop_gradient(out))
