@@ -5,15 +5,23 @@ Standard library only: Chromium is driven over the DevTools protocol through
 descriptors 3 and 4), so no websocket client and no TCP debugging port is needed.
 The site is served by ``http.server`` on 127.0.0.1 (a random free port).
 
-For each page it reports: whether it loaded, its title and first heading, every
-``<img>`` with its ``naturalWidth`` (after forcing eager loading and waiting for
-each image), how many ``mjx-container`` elements MathJax produced, MathJax error
-nodes (``mjx-merror``), uncaught JavaScript exceptions, and same-origin requests
-that failed (HTTP status >= 400 or a network error).
+Pages are opened at a desktop width (:data:`VIEWPORT`, 1280 x 900 CSS pixels). For each
+page it reports: whether it loaded, its title and first heading, every ``<img>`` with
+its ``naturalWidth`` and the width it is shown at (after forcing eager loading and
+waiting for each image), how many ``mjx-container`` elements MathJax produced, MathJax
+error nodes (``mjx-merror``), display equations wider than the column they sit in
+(``overflowingMath``, with their TeX), code cells whose input is shown unfolded
+(``shownInputs``), uncaught JavaScript exceptions, and same-origin requests that failed
+(HTTP status >= 400 or a network error).
 
 Run by hand::
 
     python tests/browser_check.py _build/tiny/html book/intro.html book/derivation.html
+
+or take screenshots of pages (light and dark colour scheme; a long page is cut into
+pieces of one viewport each, ``<out>/<page>-<scheme>-<n>.png``)::
+
+    python tests/browser_check.py --screenshots /tmp/shots _build/tiny/html book/theory.html
 """
 
 from __future__ import annotations
@@ -88,9 +96,37 @@ PAGE_PROBE = r"""
     mjxErrors: Array.from(document.querySelectorAll("mjx-merror")).map((e) => e.textContent),
     mathElements: document.querySelectorAll(".math").length,
     figures: document.querySelectorAll("figure").length,
+    overflowingMath: overflowingMath(),
+    shownInputs: Array.from(document.querySelectorAll(".cell:not(.tag_hide-input):not(.tag_hide-cell) .cell_input"))
+      .filter((e) => e.offsetParent !== null)
+      .map((e) => e.textContent.trim().split("\n")[0].slice(0, 100)),
+    imageWidths: imgs.map((img) => ({src: img.currentSrc || img.src,
+                                     shown: img.getBoundingClientRect().width})),
+    textColumn: (document.querySelector("main article, article, main") || document.body)
+      .getBoundingClientRect().width,
   };
+
+  function overflowingMath() {
+    const out = [];
+    const items = (window.MathJax && MathJax.startup && MathJax.startup.document &&
+                   MathJax.startup.document.getMathItemsWithin) ?
+      MathJax.startup.document.getMathItemsWithin(document.body) : [];
+    for (const item of items) {
+      const root = item.typesetRoot;
+      if (!item.display || !root || !root.parentElement) continue;
+      // a display container spans the text column; the typeset formula must fit in it
+      const math = root.querySelector("mjx-math") || root;
+      const width = math.getBoundingClientRect().width;
+      const column = root.getBoundingClientRect().width;
+      if (width > column + 1) out.push({tex: String(item.math).trim().slice(0, 160), width, column});
+    }
+    return out;
+  }
 })()
 """
+
+#: The browser's viewport (CSS pixels) for every page: a laptop's width.
+VIEWPORT = (1280, 900)
 
 
 def find_chromium() -> str | None:
@@ -214,6 +250,7 @@ class Browser:
         try:
             for domain in ("Page", "Runtime", "Network"):
                 self.send(f"{domain}.enable", session=session)
+            self._viewport(session)
             self._events.clear()
             nav = self.send("Page.navigate", {"url": url}, session=session)
             if nav.get("errorText"):
@@ -249,6 +286,56 @@ class Browser:
             with contextlib.suppress(Exception):
                 self.send("Target.closeTarget", {"targetId": target}, timeout=10)
 
+    def _viewport(self, session: str, dark: bool = False) -> None:
+        width, height = VIEWPORT
+        self.send("Emulation.setDeviceMetricsOverride", {
+            "width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+            session=session)
+        self.send("Emulation.setEmulatedMedia", {"features": [
+            {"name": "prefers-color-scheme", "value": "dark" if dark else "light"}]},
+            session=session)
+
+    def screenshots(self, url: str, prefix: str, dark: bool = False,
+                    max_pieces: int = 12) -> list[str]:
+        """Load ``url`` (light or ``dark`` colour scheme), wait as :meth:`check_page`
+        does, and save the page as PNG pieces one viewport high:
+        ``<prefix>-<n>.png``. Returns their paths."""
+        import base64
+
+        target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        try:
+            for domain in ("Page", "Runtime"):
+                self.send(f"{domain}.enable", session=session)
+            self._viewport(session, dark)
+            self._events.clear()
+            self.send("Page.navigate", {"url": url}, session=session)
+            self.wait_event("Page.loadEventFired", session)
+            self.send("Runtime.evaluate", {"expression": PAGE_PROBE, "awaitPromise": True,
+                                           "returnByValue": True}, session=session)
+            height = self.send("Runtime.evaluate", {
+                "expression": "document.documentElement.scrollHeight", "returnByValue": True},
+                session=session)["result"]["value"]
+            step = VIEWPORT[1]
+            paths = []
+            # scroll and capture the viewport: capturing beyond it re-lays the page out at
+            # another size (the theme is responsive), so pieces would not match the page
+            for n, top in enumerate(range(0, int(height), step)):
+                if n >= max_pieces:
+                    break
+                self.send("Runtime.evaluate", {
+                    "expression": f"window.scrollTo(0, {top}); new Promise(r => setTimeout(r, 150))",
+                    "awaitPromise": True}, session=session)
+                shot = self.send("Page.captureScreenshot", {"format": "png"}, session=session)
+                path = f"{prefix}-{n + 1}.png"
+                with open(path, "wb") as f:
+                    f.write(base64.b64decode(shot["data"]))
+                paths.append(path)
+            return paths
+        finally:
+            with contextlib.suppress(Exception):
+                self.send("Target.closeTarget", {"targetId": target}, timeout=10)
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self.send("Browser.close", timeout=5)
@@ -279,8 +366,28 @@ def check_site(html: str | os.PathLike, pages: list[str]) -> dict[str, dict[str,
     return out
 
 
+def screenshot_site(html: str | os.PathLike, pages: list[str], out: str | os.PathLike,
+                    schemes: tuple[str, ...] = ("light", "dark")) -> list[str]:
+    """Serve ``html`` and save screenshots of each page in each colour scheme into
+    ``out`` (see :meth:`Browser.screenshots`). Returns the files written."""
+    os.makedirs(out, exist_ok=True)
+    written = []
+    with serve(html) as base, Browser() as browser:
+        for page in pages:
+            stem = page.removesuffix(".html").replace("/", "_")
+            for scheme in schemes:
+                written += browser.screenshots(base + page, os.path.join(out, f"{stem}-{scheme}"),
+                                               dark=scheme == "dark")
+    return written
+
+
 if __name__ == "__main__":  # pragma: no cover
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    if args[:1] == ["--screenshots"] and len(args) >= 4:
+        for path in screenshot_site(args[2], args[3:], args[1]):
+            print(path)
+        sys.exit(0)
+    if len(args) < 2:
         sys.exit(__doc__)
-    report = check_site(sys.argv[1], sys.argv[2:])
+    report = check_site(args[0], args[1:])
     print(json.dumps(report, indent=2))
