@@ -6,7 +6,7 @@ Usage::
     alignbook run CHAPTER [--profile cpu] [-p NAME VALUE ...] [--recompute]
     alignbook params [CHAPTER] [--profile cpu]
     alignbook new CHAPTER [--title TITLE]
-    alignbook bench [--models mlp,conv,rnn] [--widths 256,1024 | --widths mlp=256,1024 ...]
+    alignbook bench [--models mlp,convnet,rnn] [--widths 256,1024 | --widths mlp=256,1024 ...]
                     [--rules backprop,align_zero,...] [--repeats 20] [--out DIR]
     alignbook doctor [--json] [--no-verify]
 
@@ -105,15 +105,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Time one compiled SGD step of each learning rule relative to backprop on the "
                     "same model, batch and device; write the tidy table (CSV), a figure and the "
                     "settings to --out.")
-    p_bench.add_argument("--models", default="mlp,conv,rnn",
-                         help="comma-separated model kinds: mlp, conv, rnn (default: all three)")
+    p_bench.add_argument("--models", default="mlp,convnet,rnn",
+                         help="comma-separated model kinds: mlp, convnet, rnn (default: all three)")
     p_bench.add_argument("--widths", action="append", default=[], metavar="[MODEL=]W1,W2",
                          help="widths for every model (256,1024) or for one (mlp=256,1024); may repeat. "
                               f"Defaults: {', '.join(f'{k}={_fmt_widths(v)}' for k, v in _BENCH_WIDTHS.items())}")
     p_bench.add_argument("--rules", default=None,
                          help="comma-separated rules (default: all; backprop is always timed)")
     p_bench.add_argument("--batch-size", type=int, default=None,
-                         help="batch size (default: 100 for mlp and conv, 50 for rnn)")
+                         help="batch size (default: 100 for mlp and convnet, 50 for rnn)")
     p_bench.add_argument("--repeats", type=int, default=20, help="timed steps per rule (default: 20)")
     p_bench.add_argument("--warmup", type=int, default=3, help="untimed steps per rule first (default: 3)")
     p_bench.add_argument("--out", type=Path, default=None,
@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-_BENCH_WIDTHS = {"mlp": [256, 1024], "conv": [32, 64], "rnn": [64, 256]}
+_BENCH_WIDTHS = {"mlp": [256, 1024], "convnet": [32, 64], "rnn": [64, 256]}
 
 
 def _fmt_widths(widths) -> str:

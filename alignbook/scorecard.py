@@ -11,12 +11,46 @@ import os
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from alignbook.glue import glue_claim
 from alignbook.pipeline import Book, results_folder
 from alignbook.results import results_root
 from alignlib.claims import CLAIMS_FILE, VERDICT_MEANINGS, Claim, scorecard_markdown
 
-__all__ = ["save_claims", "collect_claims", "profile_claims", "fill_scorecard",
+__all__ = ["ChapterClaims", "save_claims", "collect_claims", "profile_claims", "fill_scorecard",
            "SCORECARD_MARK", "VERDICTS_MARK"]
+
+
+class ChapterClaims(list):
+    """The scorecard records of one chapter page, in the order the page states them.
+
+    :meth:`record` builds a :class:`~alignlib.claims.Claim` for this chapter and profile,
+    keeps it and glues its verdict and measurement for the page's prose
+    (:func:`alignbook.glue.glue_claim`); :meth:`add` does the same for a record an
+    experiment module built; :func:`save_claims` writes them all at the end of the page.
+    """
+
+    def __init__(self, chapter: str, profile: str):
+        super().__init__()
+        self.chapter, self.profile = chapter, profile
+
+    def add(self, claim: Claim) -> Claim:
+        if claim.chapter != self.chapter or claim.profile != self.profile:
+            raise ValueError(f"claim {claim.claim!r} is for {claim.chapter}/{claim.profile}, "
+                             f"this page is {self.chapter}/{self.profile}")
+        self.append(claim)
+        glue_claim(claim)
+        return claim
+
+    def record(self, claim: str, statement: str, quantity: str, value, measured: str,
+               expectation: str, verdict: str, figure: str, low=None, high=None) -> Claim:
+        """Keep and glue the record ``claim`` (its id): the paper's ``statement``, the
+        ``quantity`` measured and its ``value`` (with the interval ``low``, ``high``), the
+        ``measured`` text, the ``expectation`` that would confirm it, the ``verdict``
+        (:data:`alignlib.claims.VERDICTS`) and the ``figure`` label that shows it."""
+        return self.add(Claim(chapter=self.chapter, claim=claim, statement=statement,
+                              quantity=quantity, value=value, low=low, high=high,
+                              measured=measured, expectation=expectation, verdict=verdict,
+                              profile=self.profile, figure=figure))
 
 
 def save_claims(store, claims: Iterable[Claim]) -> Path:

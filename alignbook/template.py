@@ -55,7 +55,7 @@ ax.loglog(sweep.width, sweep.value, "o-", label="backprop")
 ax.set_xlabel("width $n$")
 ax.set_ylabel("relative weight change")
 ax.legend()
-glue_figure(store, "width_sweep", fig)  # saves PNG + PDF with provenance, glues both keys"""),
+glue_figure(store, "width_sweep", fig, data=sweep)  # PNG, PDF and the plotted table, with provenance"""),
     ("markdown", [], """\
 The relative weight change falls with width with a fitted slope of
 {{glue:text}}`width_sweep_slope` on log-log axes ({{numref}}`fig-{chapter}-width-sweep`).

@@ -20,7 +20,7 @@ from alignlib.experiments import performance
 
 @pytest.mark.parametrize("kind, x_shape, y_shape", [
     ("mlp", (100, 8, 8), (100, 10)),
-    ("conv", (100, 8, 8, 1), (100, 10)),
+    ("convnet", (100, 8, 8, 1), (100, 10)),
     ("rnn", (50, 100, 1), (50, 100, 1)),
 ])
 def test_bench_problem_shapes(kind, x_shape, y_shape):
@@ -32,7 +32,7 @@ def test_bench_problem_shapes(kind, x_shape, y_shape):
 
 
 def test_bench_problem_options_and_errors():
-    p = performance.bench_problem("conv", 4, batch_size=10, input_shape=(32, 32, 3),
+    p = performance.bench_problem("convnet", 4, batch_size=10, input_shape=(32, 32, 3),
                             strides=(1, 1, 1, 2, 1, 2, 1))
     assert p.x.shape == (10, 32, 32, 3) and len(p.model.convs) == 7
     # the RNN's targets are the Add task's targets of its bits
@@ -88,7 +88,7 @@ def test_hlo_op_counts_match_the_rules_arithmetic():
     # two conv layers: 2 forward + 1 input-gradient convolutions (on CPU each weight
     # gradient is 9 tap products, alignlib.layers.conv_same); Align-zero adds the initial
     # network's 2 forward convolutions
-    c = performance.bench_problem("conv", 4, batch_size=8, input_shape=(4, 4, 1), strides=(1, 2))
+    c = performance.bench_problem("convnet", 4, batch_size=8, input_shape=(4, 4, 1), strides=(1, 2))
     conv = {r: performance.hlo_stats(performance.compile_step(c, r).compiled)
             for r in ("backprop", "align_zero")}
     assert conv["backprop"]["conv_ops"] == 3 and conv["align_zero"]["conv_ops"] == 5
@@ -226,7 +226,7 @@ def test_performance_chapter_in_the_tiny_profile(tiny_book):
     executed = tiny_book.chapter("performance")
     folder = executed.results / "performance" / "tiny"
     tidy = pd.read_csv(next(folder.glob("*/rule_cost.csv")))
-    assert {"mlp", "conv", "rnn"} == set(tidy.model)
+    assert {"mlp", "convnet", "rnn"} == set(tidy.model)
     # the Add-task epochs timed against the authors' script, one row per rule, width and epoch
     timing = pd.read_csv(next(folder.glob("*/timing.csv")))
     assert set(timing.rule) == {"backprop", "align_ada"} and set(timing.width) == {8}

@@ -504,22 +504,6 @@ def test_best_losses_and_summary(small_sweep):
     hit = best[(best.setting == "intended") & (best.rule == "backprop") & (best.width == 4)
                & (best.seed == 1)]
     assert hit.best.item() == one.value.min()
-    table = pd.DataFrame({"g": ["a"] * 3 + ["b"], "v": [1.0, 2.0, 3.0, 5.0]})
-    s = rec.summarize(table, "v", ["g"]).set_index("g")
-    # mean 2, sd 1, n 3: half-width t_{0.975, 2} / sqrt(3) = 4.3027 / 1.7321
-    assert s.loc["a", "mean"] == 2.0
-    assert s.loc["a", "hi"] - 2.0 == pytest.approx(4.302653 / np.sqrt(3), rel=1e-5)
-    assert s.loc["b", "lo"] == s.loc["b", "hi"] == 5.0 and s.loc["b", "n"] == 1
-
-
-def test_summarize_geometric():
-    # logs 0, log 2, log 4 have mean log 2 and sd log 2; the infinite value is left out
-    table = pd.DataFrame({"g": ["a"] * 4, "v": [1.0, 2.0, 4.0, np.inf]})
-    g = rec.summarize(table, "v", ["g"], log=True).set_index("g").loc["a"]
-    half = 4.302653 * np.log(2) / np.sqrt(3)
-    assert g["mean"] == pytest.approx(2.0) and g["n"] == 3
-    assert g["lo"] == pytest.approx(2.0 * np.exp(-half), rel=1e-5)
-    assert g["hi"] == pytest.approx(2.0 * np.exp(half), rel=1e-5)
 
 
 def test_output_distances_by_hand():
@@ -553,18 +537,6 @@ def test_paired_ratios_compare_runs_from_the_same_network():
     assert r[("align_ada", 0)] == 1.5 and r[("backprop", 0)] == 1.0
     assert np.isnan(r[("align_ada", 1)])  # BPTT diverged: no comparison
     assert ("align_ada", 1) in r.index and len(r) == 5
-
-
-def test_fit_slope_recovers_a_power_law():
-    widths = np.repeat([8.0, 16.0, 64.0], 3)
-    noise = np.tile([0.9, 1.0, 1.1], 3)
-    fit = rec.fit_slope(widths, 3.0 * widths ** -0.5 * noise)
-    assert fit["slope"] == pytest.approx(-0.5, abs=1e-12) and fit["n"] == 9
-    assert fit["lo"] < -0.5 < fit["hi"] and fit["hi"] < 0
-    exact = rec.fit_slope([8, 16, 32], [1.0, 2.0, 4.0])
-    assert exact["slope"] == pytest.approx(1.0) and exact["hi"] - exact["lo"] < 1e-6
-    assert np.isnan(rec.fit_slope([8, 8, 8], [1.0, 2.0, 3.0])["slope"])  # one width
-    assert rec.fit_slope([8, 16, 32, 64], [1.0, np.inf, np.nan, 0.5])["n"] == 2
 
 
 # ------------------------------------------------------------------ timing

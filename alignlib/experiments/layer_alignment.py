@@ -343,7 +343,7 @@ def plot_width_sweep(summary: pd.DataFrame, *, input_dims: dict[tuple[str, str],
         ax.set_xscale("log", base=2)
         ax.set(xlabel="width $n$ (units or channels)", ylabel="alignment score",
                ylim=(0, 1.03), title=f"{MODEL_LABELS.get(model, model)} on {dataset}")
-        ax.legend(fontsize=7, loc="center right")
+        ax.legend(loc="center right")
     return fig
 
 
@@ -376,7 +376,7 @@ def plot_epochs(table: pd.DataFrame):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set(xlabel="epoch", title=f"{MODEL_LABELS.get(model, model)} on {dataset}, "
                                          f"width {width}", ylim=(0, 1.03))
-            ax.legend(fontsize=7, loc="lower left")
+            ax.legend(loc="lower left")
         row[0].set_ylabel("alignment score\n(solid: trained, dashed: shuffled)")
     return fig
 
@@ -400,7 +400,7 @@ def plot_probe_vs_exact(pairs: pd.DataFrame):
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="probe = exact")
     ax.set(xlabel="exact alignment score", ylabel="probe estimate (authors' estimator)",
            xlim=(0, 1.02), ylim=(0, 1.02), title="probe estimator against the exact score")
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(loc="upper left")
     return fig
 
 

@@ -33,7 +33,7 @@ readout      forward, readout gradient only                    ~1/3
 ===========  ==============================================  =========================
 
 Benchmark problems (:func:`bench_problem`) use random inputs of the data's shape (the
-values do not change the cost): ``mlp`` on 8x8 digits, ``conv`` on 8x8x1 digits (strides
+values do not change the cost): ``mlp`` on 8x8 digits, ``convnet`` on 8x8x1 digits (strides
 1, 2, 2), ``rnn`` on the Add task (sequences of 100 bits).
 """
 
@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 #: Model kinds :func:`bench_problem` builds.
-BENCH_MODELS = ("mlp", "conv", "rnn")
+BENCH_MODELS = ("mlp", "convnet", "rnn")
 #: Every rule, backprop first.
 BENCH_RULES = tuple(RULES)
 
@@ -103,7 +103,7 @@ def bench_problem(kind: str, width: int, *, batch_size: int | None = None,
 
     * ``"mlp"``: :class:`~alignlib.models.MLP` with ``depth`` hidden layers on inputs of
       ``input_shape`` (default ``(8, 8)``, the digits), ``n_outputs`` classes, batch 100;
-    * ``"conv"``: :class:`~alignlib.models.ConvNet` with ``strides`` on ``input_shape``
+    * ``"convnet"``: :class:`~alignlib.models.ConvNet` with ``strides`` on ``input_shape``
       (default ``(8, 8, 1)``; the paper's CIFAR-10 network is ``(32, 32, 3)`` with strides
       ``(1, 1, 1, 2, 1, 2, 1)``), batch 100;
     * ``"rnn"``: :class:`~alignlib.models.RNN` on the Add task (``seq_len`` random bits,
@@ -135,7 +135,7 @@ def _problem_builder(kind, width, batch_size, input_shape, depth, strides, seq_l
     (:func:`alignlib.models.model_factory`)."""
     if kind not in BENCH_MODELS:
         raise ValueError(f"kind must be one of {BENCH_MODELS}, got {kind!r}")
-    architecture = _ARCHITECTURE[kind]
+    architecture = kind
     if kind == "rnn":
         positive_integer("seq_len", seq_len)
         shape, n_outputs = (seq_len, 1), 1
@@ -147,9 +147,8 @@ def _problem_builder(kind, width, batch_size, input_shape, depth, strides, seq_l
     return build, loss_for(architecture), batch_size
 
 
-_ARCHITECTURE = {"mlp": "mlp", "conv": "convnet", "rnn": "rnn"}
-_DEFAULT_INPUT = {"mlp": (8, 8), "conv": (8, 8, 1)}
-_DEFAULT_BATCH = {"mlp": 100, "conv": 100, "rnn": 50}
+_DEFAULT_INPUT = {"mlp": (8, 8), "convnet": (8, 8, 1)}
+_DEFAULT_BATCH = {"mlp": 100, "convnet": 100, "rnn": 50}
 
 
 def _check_batch(batch_size: int) -> None:
@@ -377,10 +376,10 @@ def benchmark_rules(models: Mapping[str, Sequence[int]],
     """The rule-cost benchmark as a tidy table.
 
     ``models``: ``{kind: widths}`` with kinds from :data:`BENCH_MODELS`, e.g.
-    ``{"mlp": [256, 1024], "conv": [32, 64], "rnn": [64, 256]}``. ``rules``: rule names
+    ``{"mlp": [256, 1024], "convnet": [32, 64], "rnn": [64, 256]}``. ``rules``: rule names
     (backprop is added if absent), or ``{kind: rule names}`` to time different rules per
     model (a kind it does not list gets every rule). ``problem_kwargs``: extra arguments of
-    :func:`bench_problem` per kind (``{"conv": {"input_shape": [32, 32, 3], ...}}``).
+    :func:`bench_problem` per kind (``{"convnet": {"input_shape": [32, 32, 3], ...}}``).
 
     Returns one row per (model, width, rule, metric) with columns ``experiment``
     (``"rule_cost"``), ``model, width, batch_size, rule, device, metric, value``; the
@@ -515,7 +514,7 @@ def batching_gain(kind: str, width: int, n_runs: int, *, rule: str = "backprop",
 ALIGN_TARGET = 1.35
 _RULE_LABELS = {"backprop": "backprop", "align_zero": "Align-zero", "align_ada": "Align-ada",
                 "align_prop": "Align-prop", "fa": "FA", "dfa": "DFA", "readout": "readout only"}
-_MODEL_LABELS = {"mlp": "MLP (2 hidden layers)", "conv": "ConvNet", "rnn": "RNN (Add task)"}
+_MODEL_LABELS = {"mlp": "MLP (2 hidden layers)", "convnet": "ConvNet", "rnn": "RNN (Add task)"}
 
 
 def plot_rule_costs(tidy: pd.DataFrame, *, target: float | None = ALIGN_TARGET):
@@ -524,22 +523,24 @@ def plot_rule_costs(tidy: pd.DataFrame, *, target: float | None = ALIGN_TARGET):
     ``tidy``: the table of :func:`benchmark_rules`. Returns the matplotlib figure."""
     import matplotlib.pyplot as plt
 
+    from alignlib.experiments.plotting import dodge
+
     wide = cost_table(tidy)
     models = [m for m in BENCH_MODELS if m in set(wide.model)] + \
         sorted(set(wide.model) - set(BENCH_MODELS))
     rules = [r for r in BENCH_RULES if r in set(wide.rule)]
     colors = dict(zip(BENCH_RULES, plt.get_cmap("tab10").colors))
-    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models) + 1.6, 3.5),
-                             squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(models), figsize=(4.0 * len(models), 4.8), squeeze=False,
+                             sharey=True, layout="constrained")
     for ax, model in zip(axes[0], models):
         part = wide[wide.model == model]
         present = [r for r in rules if r in set(part.rule)]
         for i, rule in enumerate(present):
             r = part[part.rule == rule].sort_values("width")
             # spread the rules sideways a little so that their bars do not hide each other
-            dodge = 2.0 ** (0.06 * (i - (len(present) - 1) / 2))
+            shift = dodge(i, len(present))
             err = np.vstack([r.ratio_to_backprop - r.ratio_q25, r.ratio_q75 - r.ratio_to_backprop])
-            ax.errorbar(r.width * dodge, r.ratio_to_backprop, yerr=np.clip(err, 0, None),
+            ax.errorbar(r.width * shift, r.ratio_to_backprop, yerr=np.clip(err, 0, None),
                         marker="o", ms=4, capsize=2, lw=1.2, color=colors.get(rule),
                         label=_RULE_LABELS.get(rule, rule))
         if target is not None:
@@ -554,7 +555,7 @@ def plot_rule_costs(tidy: pd.DataFrame, *, target: float | None = ALIGN_TARGET):
         title = _MODEL_LABELS.get(model, model)
         if "batch_size" in part.columns:
             title += f", batch {int(part.batch_size.iloc[0])}"
-        ax.set_title(title, fontsize=9)
+        ax.set_title(title)
     axes[0][0].set_ylabel("step time / backprop step time")
     handles = {}
     for ax in axes[0]:
@@ -569,8 +570,8 @@ def plot_rule_costs(tidy: pd.DataFrame, *, target: float | None = ALIGN_TARGET):
         legend_handles.append(Line2D([], [], color="k", ls="--", lw=0.8))
         legend_labels.append(f"target {target:g}x")
     device = tidy.device.iloc[0] if "device" in tidy and len(tidy) else ""
-    fig.suptitle(f"Cost of one compiled training step relative to backprop ({device}); "
-                 "median and quartiles over rounds", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1 - 1.4 / fig.get_figwidth(), 1))
-    fig.legend(legend_handles, legend_labels, loc="center right", fontsize=8, frameon=False)
+    fig.suptitle(f"One compiled training step relative to backprop's ({device});\n"
+                 "median and quartiles over rounds")
+    fig.legend(legend_handles, legend_labels, loc="outside lower center", frameon=False,
+               ncol=min(4, len(legend_labels)))
     return fig

@@ -88,3 +88,9 @@ def loglog_with_fits(ax: plt.Axes, table: pd.DataFrame, *, x: str, y: str, hue: 
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     return slopes
+
+
+def dodge(i: int, k: int, step: float = 0.06) -> float:
+    """Multiplicative x-offset of the ``i``-th of ``k`` series on a log axis, so that their
+    error bars at the same x do not overlap: ``2 ** (step * (i - (k - 1) / 2))``."""
+    return 2 ** (step * (i - (k - 1) / 2))

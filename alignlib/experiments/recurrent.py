@@ -24,10 +24,9 @@ code, with its five quirks and their seed-99 run, is :mod:`alignlib.authors_add_
   :func:`epoch_flops` and :func:`matmul_gflops` turn them into an arithmetic rate;
 * :func:`update_relative_errors` and :func:`updates_at_initialisation`: how far a rule's
   update is from backprop through time at initialisation, per site;
-* :func:`best_losses`, :func:`summarize` (seed intervals, arithmetic or geometric),
-  :func:`paired_ratios` (each rule against another from the same initial network),
-  :func:`fit_slope` (a power law in width, with an interval) and :func:`markdown_table`
-  for the chapter's tables and scorecard records.
+* :func:`best_losses`, :func:`paired_ratios` (each rule against another from the same
+  initial network) and :func:`markdown_table` for the chapter's tables; the intervals
+  and slopes come from :mod:`alignlib.statistics`.
 """
 
 from __future__ import annotations
@@ -74,7 +73,6 @@ from alignlib.rules import (
     get_rule,
     sequence_mse,
 )
-from alignlib.statistics import power_law_fit, t_interval
 from alignlib.training import make_epoch, make_evaluate, make_optimizer, train
 
 __all__ = [
@@ -83,8 +81,8 @@ __all__ = [
     "align_ada_authors_rnn", "align_zero_authors_rnn", "readout_authors_rnn",
     "with_slot_initial_state", "make_rnn", "rule_for", "get_setting", "AuthorsDraws",
     "authors_seed_draws",
-    "authors_seed_model", "authors_seed_run", "paired_ratios", "fit_slope",
-    "constant_predictor_losses", "sweep", "best_losses", "summarize", "output_distances",
+    "authors_seed_model", "authors_seed_run", "paired_ratios",
+    "constant_predictor_losses", "sweep", "best_losses", "output_distances",
     "time_epochs", "timing_summary", "epoch_flops", "matmul_gflops", "update_relative_errors",
     "updates_at_initialisation", "markdown_table",
 ]
@@ -217,28 +215,6 @@ def best_losses(history: pd.DataFrame, metric: str = "heldout_loss") -> pd.DataF
     return part.groupby(keys, as_index=False).value.min().rename(columns={"value": "best"})
 
 
-def summarize(table: pd.DataFrame, value: str, by: Sequence[str],
-              confidence: float = 0.95, log: bool = False) -> pd.DataFrame:
-    """Mean over seeds of ``value`` per ``by`` group, with its Student-t confidence interval
-    (:func:`alignlib.statistics.t_interval`): columns ``*by, mean, lo, hi, n``. With one
-    seed ``lo`` and ``hi`` equal the mean (a point without an error bar).
-
-    ``log=True``: the geometric mean and the interval of the mean of ``log(value)``,
-    exponentiated (for positive quantities such as losses and their ratios, whose spread
-    over seeds is multiplicative; the interval stays positive). Values that are not
-    finite and positive are then left out."""
-
-    def one(g: pd.Series) -> pd.Series:
-        v = g.to_numpy(float)
-        n = int((np.isfinite(v) & (v > 0)).sum() if log else np.isfinite(v).sum())
-        mean, lo, hi = t_interval(v, confidence, log=log)
-        if n == 1:
-            lo = hi = mean
-        return pd.Series({"mean": mean, "lo": lo, "hi": hi, "n": n})
-
-    return table.groupby(list(by))[value].apply(one).unstack().reset_index()
-
-
 def paired_ratios(best: pd.DataFrame, reference: str = "backprop") -> pd.DataFrame:
     """Each run's best loss over the best loss of the ``reference`` rule's run with the same
     setting, width and seed, i.e. from the same initial network. ``best``: a
@@ -251,17 +227,6 @@ def paired_ratios(best: pd.DataFrame, reference: str = "backprop") -> pd.DataFra
         out["ratio"] = np.where(np.isfinite(out.best_reference),
                                 out.best / out.best_reference, np.nan)
     return out
-
-
-def fit_slope(x, y, confidence: float = 0.95) -> dict:
-    """Least-squares slope of ``log y`` against ``log x`` over all (finite, positive) points,
-    e.g. every seed at every width, with a Student-t interval from the fit's standard
-    error (:func:`alignlib.statistics.power_law_fit`). Returns ``slope, lo, hi, n`` (NaN
-    with fewer than 3 points or 2 distinct x)."""
-    fit = power_law_fit(x, y, confidence)
-    if fit["n"] < 3 or not np.isfinite(fit["slope"]):
-        return {"slope": np.nan, "lo": np.nan, "hi": np.nan, "n": fit["n"]}
-    return {"slope": fit["slope"], "lo": fit["low"], "hi": fit["high"], "n": fit["n"]}
 
 
 # ------------------------------------------------------------------ timing
