@@ -38,6 +38,7 @@ import pandas as pd
 
 from alignlib.convergence import MIN_EPOCHS
 from alignlib.data import TARGET_OFFSET, Dataset, load_dataset, one_hot_targets
+from alignlib.experiments import points as P
 from alignlib.models import model_factory
 from alignlib.rules import get_rule
 from alignlib import statistics
@@ -143,7 +144,9 @@ def load_benchmark_data(name: str, **kwargs) -> Dataset:
     loader's own (e.g. ``checksums=``, ``holdout=``, ``split=``)."""
     if name not in BENCHMARK_DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(BENCHMARK_DATASETS)}")
-    return load_dataset(name, **{"progress": False, **kwargs})
+    # a sweep's runner may load it again in another process instead of sending the arrays
+    return P.with_source(load_dataset(name, **{"progress": False, **kwargs}),
+                         f"{__name__}:load_benchmark_data", name=name, **kwargs)
 
 
 def authors_batch_size(n_train: int, batch_size: int = 100) -> int:
@@ -187,7 +190,7 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
                 bias_multiplier: float = 1.0, convergence_tolerance: float | None = None,
                 eval_every: int = 1, seeds_per_call: int | None = None,
                 experiment: str = "width_sweep",
-                progress: bool = False) -> pd.DataFrame:
+                progress: bool = False, points_only: bool = False) -> pd.DataFrame:
     """Train every rule at every width, for every (seed, learning rate), on ``data``.
 
     For each width and rule, the grid ``seeds x lrs`` runs in one
@@ -217,12 +220,36 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
             at most this size (:func:`alignlib.training.evaluation_batches`).
         optimizer: ``"sgd"`` (NTK experiments) or ``"adam"`` (standard parameterisation).
         experiment: value of the ``experiment`` column.
+        points_only: return the sweep's points (:mod:`alignlib.experiments.points`)
+            instead of running them.
+
+    Each training call is one point (:mod:`alignlib.experiments.points`), run by the
+    current runner: with a convergence tolerance the first rule's calls run first (chunk
+    after chunk, each raising its width's floor), then every other call at once.
 
     Returns:
         The tidy history (module docstring), ``len(widths) * len(rules) * len(seeds) *
         len(lrs) * (epochs + 1)`` rows per metric (epoch 0 has no ``train_loss`` or
         ``seconds``), fewer if every run of a call diverged early.
     """
+    steps = _width_sweep_steps(
+        data, arch=arch, widths=widths, rules=rules, lrs=lrs, seeds=seeds, epochs=epochs,
+        lrs_by_width=lrs_by_width, depth=depth, strides=strides, batch_size=batch_size,
+        optimizer=optimizer, parameterization=parameterization, bias_multiplier=bias_multiplier,
+        convergence_tolerance=convergence_tolerance, eval_every=eval_every,
+        seeds_per_call=seeds_per_call, experiment=experiment, progress=progress)
+    if points_only is P.STAGES:
+        return steps
+    if points_only:
+        return P.list_points([steps])
+    return P.run_sweeps([steps], experiment)[0]
+
+
+def _width_sweep_steps(data: Dataset, *, arch, widths, rules, lrs, seeds, epochs, lrs_by_width,
+                       depth, strides, batch_size, optimizer, parameterization, bias_multiplier,
+                       convergence_tolerance, eval_every, seeds_per_call, experiment,
+                       progress) -> P.SweepSteps:
+    """:func:`width_sweep` in stages (:mod:`alignlib.experiments.points`)."""
     if arch not in ARCHS:
         raise ValueError(f"`arch` must be one of {ARCHS}, got {arch!r}")
     widths = _int_list("widths", widths)
@@ -239,31 +266,77 @@ def width_sweep(data: Dataset, *, arch: str, widths: Sequence[int], rules: Seque
     if batch_size > data.n_train:
         raise ValueError(f"`batch_size` {batch_size} exceeds the {data.n_train} training examples; "
                          "use authors_batch_size(n_train)")
-    input_shape = data.x_train.shape[1:]
+    chunks = _chunks(seeds, seeds_per_call)
+    # each width's floor: raised to the epochs the first rule trained there (it matters only
+    # when training stops at convergence; without a tolerance every call is independent)
+    floor = dict.fromkeys(widths, MIN_EPOCHS)
 
-    tables = []
-    for width in widths:
-        grid_lrs = lrs_by_width.get(width, lrs)
-        make = model_factory(arch, input_shape, data.n_outputs, width, depth=depth,
-                             strides=strides, parameterization=parameterization,
-                             bias_multiplier=bias_multiplier)
-        floor = MIN_EPOCHS  # raised to the epochs the first rule trained at this width
-        for i, rule in enumerate(rules):
-            for chunk in _chunks(seeds, seeds_per_call):
-                result = train(make, rule, data, epochs=epochs, learning_rates=grid_lrs,
-                               seeds=chunk, batch_size=batch_size, optimizer=optimizer,
-                               progress=progress,
-                               convergence_tolerance=convergence_tolerance,
-                               min_epochs=min(floor, epochs), eval_every=eval_every)
-                if i == 0:
-                    floor = max(floor, int(result.history.epoch.max()))
-                tables.append(_tidy(result.history, {
-                    "experiment": experiment, "dataset": data.name, "arch": arch,
-                    "optimizer": optimizer, "parameterization": parameterization,
-                    "n_train": data.n_train, "width": width, "batch_size": batch_size,
-                    "runs_in_call": len(chunk) * len(grid_lrs)}))
-                del result
-    return pd.concat(tables, ignore_index=True)
+    def point(width: int, rule: str, chunk: list[int]) -> P.Point:
+        return P.Point(f"{__name__}:_width_point", dict(
+            arch=arch, width=width, rule=rule, lrs=lrs_by_width.get(width, lrs), seeds=chunk,
+            epochs=epochs, depth=depth, strides=strides, batch_size=batch_size,
+            optimizer=optimizer, parameterization=parameterization,
+            bias_multiplier=bias_multiplier, convergence_tolerance=convergence_tolerance,
+            min_epochs=min(floor[width], epochs), eval_every=eval_every, experiment=experiment),
+            data={"data": data}, options={"progress": progress})
+
+    tables: dict[tuple[int, int, int], pd.DataFrame] = {}
+    first = range(len(chunks)) if convergence_tolerance is not None else []
+    for c in first:  # the first rule, chunk after chunk
+        results = yield [point(width, rules[0], chunks[c]) for width in widths]
+        for width, result in zip(widths, results or []):
+            floor[width] = max(floor[width], int(result.table.epoch.max()))
+            tables[width, 0, c] = result.table
+    rest = [(width, i, c) for width in widths for i in range(len(rules))
+            for c in range(len(chunks)) if i or convergence_tolerance is None]
+    results = yield [point(width, rules[i], chunks[c]) for width, i, c in rest]
+    if results is None:
+        return None
+    tables.update({key: result.table for key, result in zip(rest, results)})
+    return pd.concat([tables[width, i, c] for width in widths for i in range(len(rules))
+                      for c in range(len(chunks))], ignore_index=True)
+
+
+def _width_point(data: Dataset, *, arch: str, width: int, rule: str, lrs: Sequence[float],
+                 seeds: Sequence[int], epochs: int, depth: int, strides: Sequence[int],
+                 batch_size: int, optimizer: str, parameterization: str, bias_multiplier: float,
+                 convergence_tolerance: float | None, min_epochs: int, eval_every: int,
+                 experiment: str, progress: bool = False) -> pd.DataFrame:
+    """One point of :func:`width_sweep`: one rule at one width, its seeds and learning rates
+    trained in one :func:`~alignlib.training.train` call; the tidy history."""
+    make = model_factory(arch, data.x_train.shape[1:], data.n_outputs, width, depth=depth,
+                         strides=strides, parameterization=parameterization,
+                         bias_multiplier=bias_multiplier)
+    result = train(make, rule, data, epochs=epochs, learning_rates=lrs, seeds=seeds,
+                   batch_size=batch_size, optimizer=optimizer, progress=progress,
+                   convergence_tolerance=convergence_tolerance, min_epochs=min_epochs,
+                   eval_every=eval_every)
+    return _tidy(result.history, {
+        "experiment": experiment, "dataset": data.name, "arch": arch, "optimizer": optimizer,
+        "parameterization": parameterization, "n_train": data.n_train, "width": width,
+        "batch_size": batch_size, "runs_in_call": len(seeds) * len(lrs)})
+
+
+def _width_point_workload(data: Dataset, *, arch: str, width: int, rule: str, lrs, seeds,
+                          epochs: int, depth: int, strides, batch_size: int, eval_every: int,
+                          parameterization: str = "ntk", bias_multiplier: float = 1.0,
+                          **_) -> P.Workload:
+    """What a :func:`_width_point` trains (for a cost plan): at most ``epochs`` epochs."""
+    from alignlib.models import loss_for
+
+    make = model_factory(arch, data.x_train.shape[1:], data.n_outputs, width, depth=depth,
+                         strides=strides, parameterization=parameterization,
+                         bias_multiplier=bias_multiplier)
+    evaluations = 1 + -(-epochs // eval_every)  # epoch 0, every eval_every-th and the last
+    return P.Workload(make, rule, data.x_train[:batch_size], data.y_train[:batch_size],
+                      loss_for(arch), runs=len(seeds) * len(lrs),
+                      steps=epochs * (data.n_train // batch_size),
+                      eval_examples=evaluations * data.n_test,
+                      structure=(arch, data.x_train.shape[1:], data.n_outputs, width, depth,
+                                 tuple(strides), parameterization, rule, batch_size))
+
+
+_width_point.workload = _width_point_workload
 
 
 def stable_lr_at_init(data: Dataset, *, arch: str, width: int, depth: int = 2,
@@ -327,7 +400,8 @@ EVALUATIONS = 100
 
 def low_data_sweep(load: Callable[[int], Dataset], sizes: Sequence[int], *, width: int,
                    epochs: int, min_steps: int = 0, batch_size: int = 100,
-                   experiment: str = "low_data", **kwargs) -> pd.DataFrame:
+                   experiment: str = "low_data", points_only: bool = False,
+                   **kwargs) -> pd.DataFrame:
     """Accuracy against training-set size: :func:`width_sweep` at one ``width`` for each
     training set ``load(n)``, ``n`` in ``sizes``.
 
@@ -339,20 +413,24 @@ def low_data_sweep(load: Callable[[int], Dataset], sizes: Sequence[int], *, widt
     Held-out metrics are recorded about :data:`EVALUATIONS` times per run (every epoch for
     sizes trained 100 epochs or fewer), and always at a run's last epoch.
     ``kwargs`` go to :func:`width_sweep` (``arch``, ``rules``, ``lrs``, ``seeds``, ...).
+    The sizes' points run together (:mod:`alignlib.experiments.points`); ``points_only``
+    returns them instead.
     """
     sizes = _int_list("sizes", sizes)
-    tables = []
+    sweeps = []
     for n in sizes:
         data = load(n)
         if data.n_train != n:
             raise ValueError(f"load({n}) returned {data.n_train} training examples, expected {n}")
         n_epochs = low_data_epochs(n, epochs, min_steps, batch_size)
         kwargs.setdefault("eval_every", 1)
-        tables.append(width_sweep(data, widths=[width], batch_size=authors_batch_size(n, batch_size),
-                                  epochs=n_epochs, experiment=experiment,
+        sweeps.append(width_sweep(data, widths=[width], batch_size=authors_batch_size(n, batch_size),
+                                  epochs=n_epochs, experiment=experiment, points_only=P.STAGES,
                                   **{**kwargs, "eval_every": max(kwargs["eval_every"],
                                                                  n_epochs // EVALUATIONS)}))
-    return pd.concat(tables, ignore_index=True)
+    if points_only:
+        return P.list_points(sweeps)
+    return pd.concat(P.run_sweeps(sweeps, experiment), ignore_index=True)
 
 
 def conv_feature_sizes(input_size: int, strides: Sequence[int]) -> list[int]:

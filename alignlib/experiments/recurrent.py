@@ -65,6 +65,7 @@ from alignlib.authors_add_task import (
     with_slot_initial_state,
 )
 from alignlib.data import Dataset, add_task
+from alignlib.experiments import points as P
 from alignlib.experiments import tables
 from alignlib.models import RNN
 from alignlib.rules import (
@@ -144,7 +145,7 @@ def output_distances(output: np.ndarray, reference: np.ndarray, initial: np.ndar
 def sweep(runs: Iterable[tuple[str, str, int]], *, epochs: int, lr: float,
           seeds: Sequence[int], batch_size: int = 50, n_sequences: int = 400,
           length: int = 100, n_train: int = 300, data_seed: int = 0,
-          progress: bool = False) -> pd.DataFrame:
+          progress: bool = False, points_only: bool = False) -> pd.DataFrame:
     """Train every ``(setting, rule, width)`` of ``runs`` on the Add task.
 
     Each triple trains one network per seed with :func:`alignlib.train` (all seeds in one
@@ -153,6 +154,10 @@ def sweep(runs: Iterable[tuple[str, str, int]], *, epochs: int, lr: float,
     setting and width also trains ``'backprop'``, every other rule's trained outputs on
     the test sequences are compared with backprop's of the same seed
     (:func:`output_distances`), recorded at the last epoch.
+
+    Each triple is one point (:mod:`alignlib.experiments.points`), run by the current
+    runner; each returns its trained outputs on the test sequences, so the comparisons
+    need no order among them. ``points_only`` returns the points instead.
 
     Returns a tidy DataFrame: ``setting, rule, width, run, seed, lr, epoch, metric, value,
     diverged``; metrics ``train_loss``, ``heldout_loss`` (epoch 0 = initialisation),
@@ -166,37 +171,32 @@ def sweep(runs: Iterable[tuple[str, str, int]], *, epochs: int, lr: float,
         if w < 1:
             raise ValueError(f"widths must be positive, got {w}")
     seeds = list(seeds)
-    datasets = {wrap: add_task(n_sequences=n_sequences, length=length, n_train=n_train,
-                               seed=data_seed, wraparound=wrap) for wrap in (False, True)}
     # backprop first in every (setting, width), so the others can be compared with it
     order = sorted(runs, key=lambda t: (t[0], t[2], t[1] != "backprop"))
+    points = [P.Point(f"{__name__}:_sweep_point", dict(
+        setting=setting, rule=rule, width=width, epochs=epochs, lr=lr, seeds=seeds,
+        batch_size=batch_size, n_sequences=n_sequences, length=length, n_train=n_train,
+        data_seed=data_seed), options={"progress": progress}) for setting, rule, width in order]
+    if points_only:
+        return points
     reference: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
     tables = []
-    for setting_name, rule_name, width in order:
+    for (setting_name, rule_name, width), (history, arrays) in zip(
+            order, P.run_points(points, "recurrent")):
         setting = get_setting(setting_name)
         rule = rule_for(setting, rule_name)
-        data = datasets[setting.wraparound]
-        result = train(make_rnn(width, slot_state=batch_size if setting.slot_state else None),
-                       rule, data, epochs=epochs, learning_rates=lr, seeds=seeds,
-                       batch_size=batch_size, loss_fn=sequence_mse, classification=False,
-                       # the whole test set in one batch, unless the per-slot initial
-                       # state needs batches of batch_size
-                       eval_batch_size=batch_size if setting.slot_state else len(data.x_test),
-                       tags={"setting": setting.name, "width": width}, progress=progress)
-        history = result.history
-        x_test = jnp.asarray(data.x_test)
-        out = _outputs(result.models, x_test, batch_size)
         key = (setting.name, width)
         if rule_name == "backprop":
-            reference[key] = (out, _outputs(result.initial, x_test, batch_size))
+            reference[key] = (arrays["output"], arrays["initial_output"])
         elif key in reference:
-            distances = output_distances(out, *reference[key])
+            distances = output_distances(arrays["output"], *reference[key])
             last = history.epoch.max()
             diverged = history[history.epoch == last].groupby("run").diverged.first()
             rows = [{"run": r, "epoch": last, "metric": name, "value": float(v[r]),
                      "diverged": bool(diverged.get(r, False))}
                     for name, v in distances.items() for r in range(len(v))]
-            extra = pd.DataFrame(rows).merge(result.runs, on="run")
+            runs_table = history[["run", "seed", "lr"]].drop_duplicates("run")
+            extra = pd.DataFrame(rows).merge(runs_table, on="run")
             extra.insert(0, "rule", rule.name)
             extra["setting"], extra["width"] = setting.name, width
             history = pd.concat([history, extra], ignore_index=True)
@@ -204,6 +204,53 @@ def sweep(runs: Iterable[tuple[str, str, int]], *, epochs: int, lr: float,
     columns = ["setting", "rule", "width", "run", "seed", "lr", "epoch", "metric", "value",
                "diverged"]
     return pd.concat(tables, ignore_index=True)[columns]
+
+
+def _sweep_data(setting: str, *, n_sequences: int, length: int, n_train: int,
+                data_seed: int) -> Dataset:
+    return add_task(n_sequences=n_sequences, length=length, n_train=n_train, seed=data_seed,
+                    wraparound=get_setting(setting).wraparound)
+
+
+def _sweep_point(*, setting: str, rule: str, width: int, epochs: int, lr: float,
+                 seeds: Sequence[int], batch_size: int, n_sequences: int, length: int,
+                 n_train: int, data_seed: int, progress: bool = False):
+    """One point of :func:`sweep`: one ``(setting, rule, width)`` for every seed. Returns the
+    history and ``{"output": trained outputs on the test sequences}`` (``(runs, N, T, 1)``),
+    with ``"initial_output"`` (the initial networks') for backprop."""
+    spec = get_setting(setting)
+    learning_rule = rule_for(spec, rule)
+    data = _sweep_data(setting, n_sequences=n_sequences, length=length, n_train=n_train,
+                       data_seed=data_seed)
+    result = train(make_rnn(width, slot_state=batch_size if spec.slot_state else None),
+                   learning_rule, data, epochs=epochs, learning_rates=lr, seeds=seeds,
+                   batch_size=batch_size, loss_fn=sequence_mse, classification=False,
+                   # the whole test set in one batch, unless the per-slot initial
+                   # state needs batches of batch_size
+                   eval_batch_size=batch_size if spec.slot_state else len(data.x_test),
+                   tags={"setting": spec.name, "width": width}, progress=progress)
+    x_test = jnp.asarray(data.x_test)
+    arrays = {"output": _outputs(result.models, x_test, batch_size)}
+    if rule == "backprop":
+        arrays["initial_output"] = _outputs(result.initial, x_test, batch_size)
+    return result.history, arrays
+
+
+def _sweep_point_workload(*, setting: str, rule: str, width: int, epochs: int, seeds,
+                          batch_size: int, n_sequences: int, length: int, n_train: int,
+                          data_seed: int, **_) -> P.Workload:
+    """What a :func:`_sweep_point` trains (for a cost plan)."""
+    spec = get_setting(setting)
+    data = _sweep_data(setting, n_sequences=n_sequences, length=length, n_train=n_train,
+                       data_seed=data_seed)
+    return P.Workload(make_rnn(width, slot_state=batch_size if spec.slot_state else None),
+                      rule_for(spec, rule), data.x_train[:batch_size], data.y_train[:batch_size],
+                      sequence_mse, runs=len(seeds), steps=epochs * (data.n_train // batch_size),
+                      eval_examples=(epochs + 1) * data.n_test,
+                      structure=(setting, rule, width, batch_size, length))
+
+
+_sweep_point.workload = _sweep_point_workload
 
 
 def best_losses(history: pd.DataFrame, metric: str = "heldout_loss") -> pd.DataFrame:

@@ -24,6 +24,7 @@ import pandas as pd
 from alignlib import claims as C
 from alignlib.convergence import convergence_table
 from alignlib.experiments import feedforward as ff
+from alignlib.experiments import points as P
 from alignlib.statistics import linear_fit
 
 __all__ = ["ALIGN_RULES", "FEEDBACK_RULES", "learning_rate_plan", "lrs_by_width", "sweep", "Analysis",
@@ -92,19 +93,22 @@ def lrs_by_width(plan: pd.DataFrame) -> dict[int, list[float]]:
 
 
 def sweep(data, plan: pd.DataFrame, *, rules: Sequence[str], wide_rules: Sequence[str] = (),
-          wide_from: int = 0, **kwargs) -> pd.DataFrame:
+          wide_from: int = 0, points_only: bool = False, **kwargs) -> pd.DataFrame:
     """Train every width of ``plan`` at its learning rates (:func:`ff.width_sweep`):
     ``rules`` below width ``wide_from``, ``wide_rules`` (default: ``rules``) from it on,
     where one run costs most. ``kwargs`` go to :func:`ff.width_sweep` (``seeds,
-    epochs, convergence_tolerance, arch, depth, ...``)."""
+    epochs, convergence_tolerance, arch, depth, ...``). The points of both groups run
+    together (:mod:`alignlib.experiments.points`); ``points_only`` returns them instead."""
     by_width = lrs_by_width(plan)
     wide = [w for w in by_width if wide_from and w >= wide_from]
     groups = [([w for w in by_width if w not in wide], list(rules)), (wide, list(wide_rules or rules))]
-    tables = [ff.width_sweep(data, widths=ws, rules=rs, lrs=[1.0],
-                                lrs_by_width={w: by_width[w] for w in ws}, experiment="ntk_sgd",
-                                **kwargs)
+    sweeps = [ff.width_sweep(data, widths=ws, rules=rs, lrs=[1.0],
+                             lrs_by_width={w: by_width[w] for w in ws}, experiment="ntk_sgd",
+                             points_only=P.STAGES, **kwargs)
               for ws, rs in groups if ws and rs]
-    return pd.concat(tables, ignore_index=True)
+    if points_only:
+        return P.list_points(sweeps)
+    return pd.concat(P.run_sweeps(sweeps, "ntk_sgd"), ignore_index=True)
 
 
 @dataclasses.dataclass(frozen=True)
