@@ -317,7 +317,7 @@ class ResultStore:
         self.params = json.loads(canonical_json(params))  # validated, plain copy
         self.hash = params_hash(self.params)
         self.root = results_root(root)
-        self.path = self.root / chapter / profile / self.hash
+        self.path = self._folder()
         self.path.mkdir(parents=True, exist_ok=True)
         self._announce()
 
@@ -325,6 +325,10 @@ class ResultStore:
         return f"ResultStore({self.chapter!r}, {self.profile!r}, hash={self.hash!r}, path='{self.path}')"
 
     # ---------------------------------------------------------------- helpers
+    def _folder(self) -> Path:
+        """The store's folder: ``<root>/<chapter>/<profile>/<hash>``."""
+        return self.root / self.chapter / self.profile / self.hash
+
     def _announce(self) -> None:
         """Tell the alignbook pipeline (if it is running us) where results go."""
         manifest = os.environ.get(MANIFEST_ENV)
@@ -425,6 +429,33 @@ class ResultStore:
         self._record(path)
         return path
 
+    def save_arrays(self, arrays: Mapping[str, Any], name: str) -> Path:
+        """Save numeric arrays as ``<name>.npz`` (atomically) and record it."""
+        import numpy as np
+
+        path = self._file(name, ".npz")
+        with _atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(f, **{str(k): np.asarray(v) for k, v in arrays.items()})
+        self._record(path)
+        return path
+
+    def has_arrays(self, name: str) -> bool:
+        """True when ``<name>.npz`` is present and recorded as complete."""
+        return self.is_complete(self._file(name, ".npz").name)
+
+    def load_arrays(self, name: str) -> dict[str, Any]:
+        """The arrays of ``<name>.npz`` as ``{name: numpy array}``; raise
+        ``IncompleteResultError`` if the file is missing or not recorded as complete."""
+        import numpy as np
+
+        path = self._file(name, ".npz")
+        if not self.is_complete(path.name):
+            raise IncompleteResultError(
+                f"arrays {name!r} in {self.path} are missing or were not recorded as complete")
+        with np.load(path, allow_pickle=False) as found:
+            return {k: found[k] for k in found.files}
+
     def load_table(self, name: str) -> pd.DataFrame:
         """Load ``<name>.csv``; raise ``IncompleteResultError`` if it is missing or
         not recorded as complete (e.g. a run died before recording it)."""
@@ -444,10 +475,21 @@ class ResultStore:
         """Return table ``name``, computing it with ``compute_fn()`` only when no
         finished copy exists (or ``$ALIGNBOOK_RECOMPUTE`` is set). Either way the
         table is returned as read back from its CSV, so a first run and a re-run
-        give identical frames."""
+        give identical frames.
+
+        While ``compute_fn`` runs, the points of every sweep it calls
+        (:mod:`alignlib.experiments.points`) run through :mod:`alignbook.sweep` and are
+        stored one by one under ``<root>/<chapter>/<profile>/points/`` (see
+        :func:`alignbook.sweep.chapter_runner`): an interrupted table resumes at its
+        first unfinished point, and ``$ALIGNBOOK_ENGINE`` may send the points to a Dask
+        cluster."""
         recompute = os.environ.get(RECOMPUTE_ENV, "") not in ("", "0")
         if recompute or not self.has_table(name):
-            df = compute_fn()
+            from alignbook.sweep import chapter_runner
+            from alignlib.experiments.points import use_runner
+
+            with use_runner(chapter_runner(self, recompute=recompute)):
+                df = compute_fn()
             self.save_table(df, name)
         return self.load_table(name)
 

@@ -138,8 +138,9 @@ def test_sweep_argument_errors(tmp_path):
     with pytest.raises(ValueError, match="plain, non-empty"):
         run_sweep(points, name="a/b", root=tmp_path)
     bad = [Point("alignbook.results:canonical_json", {"params": {}})]  # returns a str
-    with pytest.raises(TypeError, match="not a pandas DataFrame"):
+    with pytest.raises(S.SweepError, match="not a pandas DataFrame") as info:
         run_sweep(bad, name="bad", root=tmp_path)
+    assert isinstance(info.value.__cause__, TypeError)
     assert not S.SweepStore("bad", root=tmp_path).is_done(bad[0])
     assert run_sweep([], root=tmp_path).table.empty
 
