@@ -3,7 +3,9 @@
 Usage::
 
     alignbook build [--profile cpu|gpu|tiny] [--chapters a,b] [--jobs N] [--recompute] [--no-site]
-    alignbook run CHAPTER [--profile cpu] [-p NAME VALUE ...] [--recompute]
+                    [--engine serial|local|dask] [--workers N] [--address ADDR]
+    alignbook run CHAPTER [--profile cpu] [-p NAME VALUE ...] [--recompute] [--engine ...]
+    alignbook plan [--profile gpu] [--chapters a,b] [--device-tflops X] [--json]
     alignbook params [CHAPTER] [--profile cpu]
     alignbook new CHAPTER [--title TITLE]
     alignbook bench [--models mlp,convnet,rnn] [--widths 256,1024 | --widths mlp=256,1024 ...]
@@ -49,6 +51,8 @@ def _parser() -> argparse.ArgumentParser:
             Examples:
               alignbook build --profile tiny
               alignbook build --profile gpu --chapters alignment,rules
+              alignbook build --profile gpu --engine local
+              alignbook plan --profile gpu --device-tflops 50
               alignbook run alignment --profile cpu -p mlp_widths "[64, 256]" -p lr 5.0
               alignbook params alignment --profile gpu
               alignbook claims --profile cpu
@@ -75,6 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     p_build.add_argument("--recompute", action="store_true",
                          help="recompute cached tables instead of reusing finished ones")
     p_build.add_argument("--no-site", dest="site", action="store_false", help="execute only; do not render")
+    _add_engine_options(p_build)
 
     p_run = sub.add_parser("run", parents=[common], help="execute one chapter, with parameter overrides")
     p_run.add_argument("chapter")
@@ -83,6 +88,24 @@ def _parser() -> argparse.ArgumentParser:
                        help="override a parameter; VALUE is YAML, e.g. -p widths \"[64, 256]\" -p lr 0.5")
     p_run.add_argument("--recompute", action="store_true",
                        help="recompute cached tables instead of reusing finished ones")
+    _add_engine_options(p_run)
+
+    p_plan = sub.add_parser(
+        "plan", parents=[common], help="what a profile's sweeps cost: points, steps, FLOPs, time",
+        description="List, per chapter of a profile, the sweep points its chapters train (without "
+                    "training them), their SGD steps, the FLOPs XLA's cost analysis gives for each "
+                    "compiled step, and the time they take at --device-tflops, with the total. "
+                    "Needs no data files (data sets are stood in for by their shapes).")
+    p_plan.add_argument("--profile", default="gpu", help="profile from book/profiles.yml (default: gpu)")
+    p_plan.add_argument("--chapters", default=None,
+                        help="comma-separated chapters (default: every chapter with a sweep)")
+    p_plan.add_argument("--device-tflops", type=float, default=None,
+                        help="sustained throughput of one device in TFLOP/s (default: measured "
+                             "here with a float32 matrix product)")
+    p_plan.add_argument("--step-overhead", type=float, default=None,
+                        help="seconds each training step costs besides its FLOPs "
+                             "(default: measured here)")
+    p_plan.add_argument("--json", action="store_true", help="print the per-point table as JSON lines")
 
     p_new = sub.add_parser("new", parents=[common], help="write a new chapter notebook from the template")
     p_new.add_argument("chapter", help="chapter name (file stem), e.g. alignment")
@@ -136,6 +159,48 @@ def _parser() -> argparse.ArgumentParser:
 
 
 _BENCH_WIDTHS = {"mlp": [256, 1024], "convnet": [32, 64], "rnn": [64, 256]}
+
+
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    from alignbook.sweep import CHAPTER_ENGINES
+
+    parser.add_argument("--engine", choices=CHAPTER_ENGINES, default=None,
+                        help="where the chapters' sweep points run: serial (in the chapter's kernel), "
+                             "local (a Dask cluster here: one worker per GPU, or --workers CPU "
+                             "processes), dask (the scheduler at --address, or --workers local "
+                             "processes); default: the profile's engine key, else serial")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes of the local or dask engine")
+    parser.add_argument("--address", default=None,
+                        help="a running Dask scheduler, e.g. tcp://host:8786 (implies --engine dask)")
+
+
+@contextlib.contextmanager
+def _engine_env(args):
+    """Carry --engine/--workers/--address to the chapters' kernels (as environment
+    variables, read by the pipeline for each chapter) for the block."""
+    from alignbook.sweep import Engine
+
+    engine = args.engine or ("dask" if args.address else None)
+    if engine is None:
+        if args.workers is not None:
+            raise _book.BookError("--workers needs --engine local or dask")
+        yield
+        return
+    try:
+        env = Engine(engine, args.workers, args.address).env()
+    except ValueError as exc:
+        raise _book.BookError(f"--engine {engine}: {exc}") from None
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def _fmt_widths(widths) -> str:
@@ -223,8 +288,9 @@ def _cmd_build(args, book: _book.Book) -> int:
     if args.jobs < 1:
         raise _book.BookError("--jobs must be at least 1")
     t0 = time.perf_counter()
-    runs, html = _book.build(book, profile=args.profile, chapters=chapters, jobs=args.jobs,
-                             recompute=args.recompute, site=args.site)
+    with _engine_env(args):
+        runs, html = _book.build(book, profile=args.profile, chapters=chapters, jobs=args.jobs,
+                                 recompute=args.recompute, site=args.site)
     print(f"Done in {time.perf_counter() - t0:.1f} s.")
     print(f"Executed notebooks: {book.build_dir / 'executed' / args.profile}")
     if html is not None:
@@ -233,8 +299,9 @@ def _cmd_build(args, book: _book.Book) -> int:
 
 
 def _cmd_run(args, book: _book.Book) -> int:
-    run = _book.run_chapter(book, args.chapter, profile=args.profile,
-                            overrides=[tuple(p) for p in args.parameter], recompute=args.recompute)
+    with _engine_env(args):
+        run = _book.run_chapter(book, args.chapter, profile=args.profile,
+                                overrides=[tuple(p) for p in args.parameter], recompute=args.recompute)
     print(f"Executed notebook: {run.output}")
     _print_stores(run, book.root)
     return 0
@@ -292,6 +359,20 @@ def _cmd_params(args, book: _book.Book) -> int:
         for name, meaning in CONSTRAINTS.items():
             if name in used:
                 print(f"  {name:<13} {meaning}")
+    return 0
+
+
+def _cmd_plan(args, book: _book.Book) -> int:
+    from alignbook import plan as _plan
+
+    chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
+    result = _plan.plan(book, args.profile, chapters=chapters, device_tflops=args.device_tflops,
+                        step_overhead=args.step_overhead)
+    if args.json:
+        for row in result.points.to_dict("records"):
+            print(json.dumps(row, default=str))
+        return 0
+    print(result.report())
     return 0
 
 
@@ -484,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         book = _book.Book(args.root if args.root is not None else _results.project_root())
         handler = {"build": _cmd_build, "run": _cmd_run, "params": _cmd_params,
-                   "new": _cmd_new, "claims": _cmd_claims}[args.command]
+                   "new": _cmd_new, "claims": _cmd_claims, "plan": _cmd_plan}[args.command]
         return handler(args, book)
     except (_book.ChapterFailed, _book.SiteFailed) as exc:
         print(f"alignbook: {exc}", file=sys.stderr)

@@ -33,6 +33,7 @@ __all__ = [
     "BookError", "ParameterError", "Parameter", "Constraint", "CONSTRAINTS",
     "notebook_parameters", "notebook_constraints", "check_constraints", "parse_cli_value",
     "load_profiles", "expected_seconds", "resolve_parameters", "PROFILES_FILE",
+    "profile_engine",
 ]
 
 PROFILES_FILE = Path("book") / "profiles.yml"
@@ -438,10 +439,13 @@ def load_profiles(book: Book) -> dict[str, dict[str, dict[str, Any]]]:
             raise BookError(f"{where}: {profile!r} is not a usable profile name "
                             f"(identifiers only, not {sorted(RESERVED_PROFILE_NAMES)})")
         spec = spec or {}
-        if not isinstance(spec, dict) or set(spec) - {"description", "chapters", "expected_seconds"}:
+        if not isinstance(spec, dict) or set(spec) - {"description", "chapters", "expected_seconds",
+                                                      "engine"}:
             raise BookError(f"{where}: profile {profile!r} may only have the keys 'description', "
-                            f"'chapters' and 'expected_seconds' (got {sorted(spec) if isinstance(spec, dict) else spec!r})")
+                            f"'chapters', 'expected_seconds' and 'engine' "
+                            f"(got {sorted(spec) if isinstance(spec, dict) else spec!r})")
         _check_expected_seconds(where, profile, spec.get("expected_seconds"), chapters)
+        _engine_of(where, profile, spec.get("engine"))
         per_chapter = spec.get("chapters") or {}
         if not isinstance(per_chapter, dict):
             raise BookError(f"{where}: profiles.{profile}.chapters must be a mapping chapter -> parameters")
@@ -473,6 +477,34 @@ def _check_expected_seconds(where: str, profile: str, expected: Any, chapters: S
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
             raise BookError(f"{where}: profiles.{profile}.expected_seconds.{chapter} must be a "
                             f"positive number of seconds, got {seconds!r}")
+
+
+def _engine_of(where: str, profile: str, spec: Any):
+    """A profile's ``engine:`` value as an :class:`alignbook.sweep.Engine` (``None`` when
+    absent): a name (``serial``, ``local``, ``dask``) or a mapping ``{engine: NAME,
+    workers: N, address: ADDRESS}``."""
+    from alignbook.sweep import CHAPTER_ENGINES, Engine
+
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        spec = {"engine": spec}
+    if not isinstance(spec, dict) or set(spec) - {"engine", "workers", "address"} or "engine" not in spec:
+        raise BookError(f"{where}: profiles.{profile}.engine must be one of {', '.join(CHAPTER_ENGINES)} "
+                        f"or a mapping with 'engine' and optionally 'workers' or 'address', got {spec!r}")
+    try:
+        return Engine(spec["engine"], spec.get("workers"), spec.get("address"))
+    except ValueError as exc:
+        raise BookError(f"{where}: profiles.{profile}.engine: {exc}") from None
+
+
+def profile_engine(book: Book, profile: str):
+    """Where ``profile``'s chapters run their sweep points when the command line names no
+    engine: its ``engine:`` key as an :class:`alignbook.sweep.Engine`, or ``None``."""
+    load_profiles(book)  # checks the file
+    data = yaml.safe_load(book.profiles_path().read_text(encoding="utf-8"))
+    where = book.profiles_path().relative_to(book.root).as_posix()
+    return _engine_of(where, profile, (data["profiles"].get(profile) or {}).get("engine"))
 
 
 def expected_seconds(book: Book, profile: str) -> dict[str, float]:

@@ -344,6 +344,19 @@ def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompu
         _results.RECOMPUTE_ENV: "1" if recompute else os.environ.get(_results.RECOMPUTE_ENV, ""),
         "PYTHONUNBUFFERED": "1",
     }
+    # where the chapter's sweep points run: the command line's choice (--engine, carried in
+    # this process's environment), else the profile's engine key, else in the kernel
+    from alignbook.parameters import profile_engine
+    from alignbook.sweep import ENGINE_ENV, Engine
+
+    try:
+        engine = (Engine.from_env() if os.environ.get(ENGINE_ENV)
+                  else profile_engine(book, params.get("profile", "")) or Engine())
+    except ValueError as exc:
+        raise BookError(f"sweep engine: {exc}") from None
+    env.update(engine.env())
+    if engine.engine != "serial" and "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ:
+        env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # the kernel shares devices with workers
     return {"chapter": chapter, "input": str(nb), "output": str(output), "parameters": params,
             "cwd": str(nb.parent), "env": env, "alone": book.runs_alone(chapter),
             # the notebook while it runs (papermill saves it as each cell starts)

@@ -169,7 +169,9 @@ class Workload:
     e.g. the alignment chapter's prediction) on batches shaped like ``x`` / ``y`` with
     ``loss_fn``, for at most ``steps`` SGD steps each; ``eval_examples``: held-out examples
     each run evaluates over the point (forward passes); ``structure``: what the compiled
-    programs depend on (points with equal structures cost the same per step)."""
+    programs depend on (points with equal structures cost the same per step);
+    ``loop_trips``: how many times the loop inside a step runs (the RNN's time steps), which
+    XLA's cost analysis counts once."""
 
     make: Callable
     rule: Any
@@ -181,6 +183,7 @@ class Workload:
     eval_examples: int
     extra_rules: tuple = ()
     structure: tuple = ()
+    loop_trips: int = 1
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

@@ -247,7 +247,7 @@ def _sweep_point_workload(*, setting: str, rule: str, width: int, epochs: int, s
                       rule_for(spec, rule), data.x_train[:batch_size], data.y_train[:batch_size],
                       sequence_mse, runs=len(seeds), steps=epochs * (data.n_train // batch_size),
                       eval_examples=(epochs + 1) * data.n_test,
-                      structure=(setting, rule, width, batch_size, length))
+                      structure=(setting, rule, width, batch_size, length), loop_trips=length)
 
 
 _sweep_point.workload = _sweep_point_workload
