@@ -299,7 +299,7 @@ class Plan:
     at most), ``step_flops`` (one step of one network, XLA's count), ``flops`` (the
     point's total), ``seconds`` (estimated; ``flop_seconds``, ``overhead_seconds``,
     ``startup_seconds`` its parts). ``chapters``: per chapter ``points, runs, steps,
-    flops, seconds`` and ``measured_seconds`` (the profile's last build here, else its
+    flops, seconds``, ``longest_seconds`` (its longest point) and ``measured_seconds`` (the profile's last build here, else its
     ``expected_seconds``; NaN when neither). ``device_tflops``, ``step_overhead``,
     ``startup_seconds``, ``compile_factor``: the assumptions, with ``measured`` naming
     those measured on this machine (``device``).
@@ -330,20 +330,22 @@ class Plan:
                  f"{self.startup_seconds:.3g} s + {self.compile_factor:.3g} x compile time"
                  f"{measured('startup')}; compile times measured on {self.device}.",
                  f"{'chapter':<10} {'points':>6} {'runs':>6} {'steps/run':>10} {'TFLOP':>10} "
-                 f"{'estimate':>10} {'device-h':>9} {'measured':>9}"]
+                 f"{'estimate':>10} {'device-h':>9} {'longest':>9} {'measured':>9}"]
         for row in self.chapters.itertuples():
             lines.append(
                 f"{row.chapter:<10} {row.points:>6d} {row.runs:>6d} {row.steps_per_run:>10.4g} "
                 f"{row.flops / 1e12:>10.4g} {_duration(row.seconds):>10} {row.seconds / 3600:>9.3g} "
+                f"{_duration(row.longest_seconds):>9} "
                 f"{_duration(row.measured_seconds) if np.isfinite(row.measured_seconds) else '-':>9}")
         total = self.chapters
         lines.append(
             f"{'total':<10} {int(total.points.sum()):>6d} {int(total.runs.sum()):>6d} {'':>10} "
             f"{total.flops.sum() / 1e12:>10.4g} {_duration(self.total_seconds):>10} "
-            f"{self.total_seconds / 3600:>9.3g}")
+            f"{self.total_seconds / 3600:>9.3g} {_duration(total.longest_seconds.max()):>9}")
         lines.append("steps/run: SGD steps of a run, mean over the chapter's points, at most "
                      "(runs stop at convergence); estimate = FLOPs / throughput + steps x "
-                     "overhead + start-up; sweeps only; measured: the chapter's whole run.")
+                     "overhead + start-up; longest: the longest point (no number of devices "
+                     "finishes a chapter sooner); sweeps only; measured: the chapter's whole run.")
         return "\n".join(lines)
 
 
@@ -430,6 +432,7 @@ def plan(book, profile: str, chapters: Sequence[str] | None = None, *,
                         "steps_per_run": float(part.steps.mean()) if len(part) else 0.0,
                         "flops": float(part.flops.sum()) if len(part) else 0.0,
                         "seconds": float(part.seconds.sum()) if len(part) else 0.0,
+                        "longest_seconds": float(part.seconds.max()) if len(part) else 0.0,
                         "measured_seconds": float(measured_times.get(chapter, np.nan))})
     device = jax.devices()[0].device_kind
     return Plan(profile, points, pd.DataFrame(summary), float(device_tflops),

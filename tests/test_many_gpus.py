@@ -245,11 +245,13 @@ def test_the_plan_of_the_tiny_profile(capfd):
     assert abs(result.total_seconds - result.points.seconds.sum()) < 1e-9
     text = result.report()
     assert "total" in text and "1 TFLOP/s (stated)" in text
-    rc, out, _ = run_cli(capfd, "plan", "--profile", "tiny", "--chapters", "imagenet",
-                         "--device-tflops", "1", "--step-overhead", "0", "--json")
+    rc, out, _ = run_cli(capfd, "plan", "--profile", "tiny", "--chapters", "recurrent",
+                         "--device-tflops", "1", "--json")  # the rest measured here
     assert rc == 0
     rows = [json.loads(line) for line in out.splitlines()]
-    assert len(rows) == 2 and {r["rule"] for r in rows} == {"backprop", "align_zero"}
+    assert len(rows) == 4 and {r["rule"] for r in rows} == {
+        "backprop", "align_ada", "align_zero", "readout"}
+    assert all(r["seconds"] > r["flop_seconds"] > 0 for r in rows)
 
 
 # ------------------------------------------------ a tiny chapter on a Dask cluster
