@@ -136,6 +136,7 @@ def test_power_iteration_finds_the_top_eigenvalue_of_the_full_ntk():
         ntk_top_eigenvalue(model, x, iterations=0)
 
 
+@pytest.mark.ci  # 20 s, mostly compiling; the MLP's power iteration is checked here
 def test_power_iteration_passes_the_convnets_custom_vjp_convolution():
     """The ConvNet's convolution has a custom VJP, which forward mode cannot differentiate;
     the bound must still match the full Jacobian's J J^T."""

@@ -160,7 +160,9 @@ def test_exact_scores_on_the_cifar_geometry_match_the_basis_method():
 # ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", ["mlp", pytest.param("convnet", marks=pytest.mark.slow)])
+# the ConvNet case (20 s, mostly compiling) runs in .ci/run
+@pytest.mark.parametrize("model", ["mlp", pytest.param("convnet", marks=[pytest.mark.slow,
+                                                                         pytest.mark.ci])])
 def test_one_full_batch_step_from_init_aligns_exactly(model):
     """After one full-batch step, W(1) - W(0) = -lr g_backprop(W0) = -lr g_align_zero(W0)."""
     data = load_digits(n_train=50)
