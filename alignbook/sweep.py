@@ -709,7 +709,7 @@ def train_point(*, rule: str, width: int, epochs: int, model: str = "mlp",
                 dataset_kwargs: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Train one configuration for every seed and learning rate, in one program.
 
-    ``model``: ``"mlp"`` (``depth`` hidden layers), ``"conv"`` (``strides``) or ``"rnn"``
+    ``model``: ``"mlp"`` (``depth`` hidden layers), ``"convnet"`` (``strides``) or ``"rnn"``
     (the Add task: use ``dataset="add"``); ``dataset``: a name for
     :func:`alignlib.data.load_dataset` with ``dataset_kwargs``. Returns the tidy
     history of :func:`alignlib.training.train` (tags ``model, width, dataset``) without
@@ -717,16 +717,15 @@ def train_point(*, rule: str, width: int, epochs: int, model: str = "mlp",
     gives the same table on any worker.
     """
     from alignlib.data import load_dataset
-    from alignlib.models import loss_for, model_factory
+    from alignlib.models import ARCHITECTURES, loss_for, model_factory
     from alignlib.training import train
 
-    architecture = {"conv": "convnet"}.get(model, model)
-    if architecture not in ("mlp", "convnet", "rnn"):
-        raise ValueError(f"model must be 'mlp', 'conv' or 'rnn', got {model!r}")
+    if model not in ARCHITECTURES:
+        raise ValueError(f"model must be one of {ARCHITECTURES}, got {model!r}")
     data = load_dataset(dataset, **dict(dataset_kwargs or {}))
-    make = model_factory(architecture, data.x_train.shape[1:], data.n_outputs, width,
-                         depth=depth, strides=strides)
-    loss_fn = loss_for(architecture)
+    make = model_factory(model, data.x_train.shape[1:], data.n_outputs, width, depth=depth,
+                         strides=strides)
+    loss_fn = loss_for(model)
     result = train(make, rule, data, epochs=epochs, learning_rates=learning_rates,
                    seeds=seeds, batch_size=batch_size, optimizer=optimizer, loss_fn=loss_fn,
                    tags={"model": model, "width": width, "dataset": dataset}, progress=False)
