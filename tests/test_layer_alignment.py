@@ -269,18 +269,18 @@ def test_width_sweep_table_is_tidy_and_complete():
     table = la.alignment_width_sweep("convnet", data, [2, 4, 6], epochs=3, seeds=[0, 1],
                                      probe_batches=2, probe_widths=[2])
     assert list(table.columns) == COLUMNS
-    layers = table[table.layer > 0]
-    alignment = layers[layers.metric == "alignment"]
+    per_layer = table[table.layer > 0]
+    alignment = per_layer[per_layer.metric == "alignment"]
     epochs = alignment.groupby("width").epoch.apply(lambda e: sorted(set(e)))
     assert epochs[2] == epochs[6] == [0, 1, 2, 3]  # narrowest and widest: every epoch
     assert epochs[4] == [3]  # the others: the last epoch only
     assert alignment[alignment.epoch > 0].value.between(0, 1).all()
     assert alignment[alignment.epoch == 0].value.isna().all()
-    probes = layers[layers.metric == "alignment_probe"]
+    probes = per_layer[per_layer.metric == "alignment_probe"]
     assert set(probes.width) == {2} and set(probes.seed) == {0} and set(probes.epoch) == {3}
-    assert set(layers.metric) == {*layers.EPOCH_METRICS, "alignment_probe", "alignment_shuffled_probe"}
-    assert set(layers.layer_name) == {"conv 1", "conv 2", "conv 3", "readout"}
-    rows = layers[(layers.width == 6) & (layers.layer == 2)]
+    assert set(per_layer.metric) == {*layers.EPOCH_METRICS, "alignment_probe", "alignment_shuffled_probe"}
+    assert set(per_layer.layer_name) == {"conv 1", "conv 2", "conv 3", "readout"}
+    rows = per_layer[(per_layer.width == 6) & (per_layer.layer == 2)]
     assert set(rows.n_in) == {6} and set(rows.n_out) == {6} and set(rows.kind) == {"conv"}
     network = table[table.layer == 0]
     assert {"heldout_accuracy", "train_loss", "sweep_seconds", "train_examples"} <= set(network.metric)
