@@ -36,6 +36,8 @@ def test_point_key_is_canonical_and_names_experiment():
                                    "params": {"x": 5, "seconds": 0}})
     assert Point(demo_point, {"x": 6}).key != Point(demo_point, {"x": 5}).key
     assert Point(train_point, {"x": 5}).key != Point(demo_point, {"x": 5}).key
+    # the package's own experiments keep the names stored keys hash, wherever their code is
+    assert Point(train_point, {}).experiment == "alignbook.sweep:train_point"
     assert hash(a) == hash(b)
 
 
