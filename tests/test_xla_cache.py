@@ -1,0 +1,77 @@
+"""The compiled-program cache shared by the book's processes (:mod:`alignbook.xla_cache`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from alignbook import xla_cache
+
+# a child process: compile one training step of a small MLP, report whether JAX loaded it
+# from the persistent cache or compiled it
+CHILD = r"""
+import json, jax, jax.numpy as jnp
+from jax import monitoring
+from alignbook import xla_cache
+events = []
+monitoring.register_event_listener(lambda name, **kw: events.append(name))
+folder = xla_cache.enable()
+import equinox as eqx
+import alignlib as al
+model = al.MLP(64, 32, 2, 10, key=jax.random.key(0))
+x = jnp.ones((8, 64))
+step = eqx.filter_jit(eqx.filter_grad(lambda m, x: (m(x) ** 2).sum()))
+jax.block_until_ready(step(model, x))
+print(json.dumps({"folder": str(folder),
+                  "hits": events.count("/jax/compilation_cache/cache_hits"),
+                  "misses": events.count("/jax/compilation_cache/cache_misses")}))
+"""
+
+
+def _child(env):
+    out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_second_process_loads_the_program_the_first_compiled(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env.update({"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla"),
+                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "ALIGNBOOK_XLA_CACHE": "1"})
+    first = _child(env)
+    assert first["folder"] == str(tmp_path / "xla")
+    assert first["misses"] >= 1 and first["hits"] == 0
+    assert any((tmp_path / "xla").iterdir())
+    second = _child(env)
+    assert second["hits"] >= 1 and second["misses"] == 0
+
+
+def test_the_cache_can_be_turned_off_and_moved(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
+    monkeypatch.delenv("ALIGNBOOK_XLA_CACHE", raising=False)
+    assert xla_cache.cache_dir() == tmp_path / "alignbook" / "xla"
+    assert xla_cache.cache_environment() == {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "alignbook" / "xla"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": str(xla_cache.MIN_COMPILE_SECONDS)}
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "elsewhere"))
+    assert xla_cache.cache_dir() == tmp_path / "elsewhere"
+    monkeypatch.setenv("ALIGNBOOK_XLA_CACHE", "0")
+    assert xla_cache.cache_dir() is None and xla_cache.cache_environment() == {}
+
+
+def test_chapter_kernels_get_the_cache(monkeypatch, tmp_path):
+    from alignbook.pipeline import Book, _job
+
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "xla"))
+    monkeypatch.delenv("ALIGNBOOK_XLA_CACHE", raising=False)
+    book = Book()
+    job = _job(book, "theory", {"profile": "tiny"}, tmp_path / "theory.ipynb", False)
+    assert job["env"]["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "xla")
+    monkeypatch.setenv("ALIGNBOOK_XLA_CACHE", "0")
+    job = _job(book, "theory", {"profile": "tiny"}, tmp_path / "theory.ipynb", False)
+    assert "JAX_COMPILATION_CACHE_DIR" not in job["env"]
