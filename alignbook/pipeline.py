@@ -36,7 +36,7 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from alignbook import _procs
+from alignbook import _procs, xla_cache
 from alignbook import results as _results
 from alignbook.glue import format_value
 from alignbook.parameters import (
@@ -343,6 +343,7 @@ def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompu
         _results.MANIFEST_ENV: str(output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.stores.jsonl.tmp")),
         _results.RECOMPUTE_ENV: "1" if recompute else os.environ.get(_results.RECOMPUTE_ENV, ""),
         "PYTHONUNBUFFERED": "1",
+        **xla_cache.cache_environment(),  # kernels and sweep workers share compiled programs
     }
     # where the chapter's sweep points run: the command line's choice (--engine, carried in
     # this process's environment), else the profile's engine key, else in the kernel

@@ -13,6 +13,8 @@
   inspects an executed chapter reads it from here (:meth:`TinyBook.chapter`), so
   ``make test`` executes each chapter once; only tests that need other parameters run a
   chapter again (those are marked ``ci``: ``.ci/run`` runs them after ``make test``).
+- Every process of the session shares XLA's compiled programs through
+  :mod:`alignbook.xla_cache` (the user's cache folder), as the book's builds do.
 """
 
 from __future__ import annotations
@@ -33,6 +35,11 @@ if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
 from helpers import REPO  # noqa: E402
+
+from alignbook import xla_cache  # noqa: E402
+
+# the tests, the tiny build and every chapter they start share compiled programs
+xla_cache.enable()
 
 
 @pytest.fixture

@@ -54,6 +54,7 @@ __all__ = [
     "DownloadError",
     "UnverifiedFileWarning",
     "cache_folder",
+    "user_cache_dir",
     "download_command",
     "FileCheck",
     "check_files",
@@ -116,7 +117,9 @@ _warned_unverified: set[str] = set()
 # ---------------------------------------------------------------------------------------
 
 
-def _user_cache_dir() -> Path:
+def user_cache_dir() -> Path:
+    """The per-user cache root: ``$XDG_CACHE_HOME`` if absolute, else the platform's
+    (``~/.cache``, ``~/Library/Caches``, ``%LOCALAPPDATA%``)."""
     xdg = os.environ.get("XDG_CACHE_HOME")
     if xdg and os.path.isabs(xdg):
         return Path(xdg)
@@ -139,7 +142,7 @@ def cache_folder(name: str, cache_dir: str | os.PathLike | None = None) -> Path:
     env = os.environ.get(ENV_DATA)
     if env:
         return Path(env).expanduser() / name
-    return _user_cache_dir() / "alignbook" / "datasets" / name
+    return user_cache_dir() / "alignbook" / "datasets" / name
 
 
 def download_command(name: str, folder: Path | None = None, base_url: str | None = None) -> str:
