@@ -19,6 +19,7 @@ from fakedata import fake_cifar10, fake_imagenet32, fake_kmnist
 from helpers import REPO, cpu_only
 
 from alignbook import cli
+from alignbook.cli import doctor as cli_doctor  # where doctor_report finds _doctor_jax
 from alignlib import data as ds
 
 GPU_DATA = ["kmnist", "cifar10", "imagenet32"]  # what book/profiles.yml's gpu profile reads
@@ -119,8 +120,8 @@ def test_doctor_with_a_gpu_and_the_data_says_the_gpu_profile_can_run(fake_cache,
     """What a GPU machine would report (JAX's answer stubbed: no GPU here)."""
     h200 = {"id": 0, "platform": "gpu", "kind": "NVIDIA H200",
             "memory_limit_bytes": 105 * 2**30, "memory_in_use_bytes": 2**29}
-    monkeypatch.setattr(cli, "_doctor_jax", lambda: {"backend": "gpu", "devices": [h200],
-                                                     "x64": False, "error": None})
+    monkeypatch.setattr(cli_doctor, "_doctor_jax", lambda: {"backend": "gpu", "devices": [h200],
+                                                            "x64": False, "error": None})
     out = doctor(capsys, "--no-verify")
     assert "Device 0    gpu: NVIDIA H200, memory for JAX 105.0 GiB (0.5 GiB in use)" in out
     assert out.splitlines()[-1] == ("gpu profile: can run here (1 x NVIDIA H200; every data file "
@@ -129,8 +130,8 @@ def test_doctor_with_a_gpu_and_the_data_says_the_gpu_profile_can_run(fake_cache,
 
 
 def test_doctor_reports_a_jax_that_fails_to_start(data_cache, capsys, monkeypatch):
-    monkeypatch.setattr(cli, "_doctor_jax", lambda: {"backend": None, "devices": [], "x64": None,
-                                                     "error": "RuntimeError: no plugin"})
+    monkeypatch.setattr(cli_doctor, "_doctor_jax", lambda: {
+        "backend": None, "devices": [], "x64": None, "error": "RuntimeError: no plugin"})
     lines = doctor(capsys, "--no-verify").splitlines()
     assert "JAX         failed to start: RuntimeError: no plugin" in lines
     assert lines[-1].startswith("gpu profile: cannot run here. No GPU or TPU: JAX failed to start "
