@@ -1,6 +1,8 @@
-"""Tests for alignlib.alignment.layers and alignlib.experiments.layer_alignment: exact conv
-scores from tap Grams, layer scores of trained networks, the shuffled control, the probe estimator, the width sweep, the gpu profile's
-data path (fake KMNIST / CIFAR-10 files) and the alignment chapter itself."""
+"""Tests for alignlib.alignment.layers, alignlib.experiments.layer_alignment and
+layer_alignment_analysis: exact conv scores from tap Grams, layer scores of trained
+networks, the shuffled control, the probe estimator, the width sweep, the chapter's
+analysis and claims on hand-built sweep tables, the gpu profile's data path (fake KMNIST /
+CIFAR-10 files) and the alignment chapter itself."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import alignlib as al
 from alignlib import claims
 from alignlib.alignment import alignment_score, conv_gram, layers
 from alignlib.experiments import layer_alignment as la
+from alignlib.experiments import layer_alignment_analysis as laa
 from alignlib.data import load_digits
 
 
@@ -285,18 +288,167 @@ def test_width_sweep_table_is_tidy_and_complete():
     network = table[table.layer == 0]
     assert {"heldout_accuracy", "train_loss", "sweep_seconds", "train_examples"} <= set(network.metric)
     assert set(network[network.metric == "train_examples"].value) == {100}
-    summary = la.width_summary(table)
+    summary = laa.width_summary(table)
     assert set(summary.n_seeds) == {2, 1}  # probe scores come from the first seed only
-    pairs = la.probe_pairs(table)
+    pairs = laa.probe_pairs(table)
     assert len(pairs) == 2 * 4 and set(pairs["update"]) == {"trained", "shuffled"}
     assert pairs.difference.abs().max() < 0.2
-    for fig in (la.plot_width_sweep(summary, input_dims={("digits", "mlp"): 64}),
-                la.plot_epochs(table), la.plot_probe_vs_exact(pairs)):
+    for fig in (laa.plot_width_sweep(summary, input_dims={("digits", "mlp"): 64}),
+                laa.plot_epochs(table), laa.plot_probe_vs_exact(pairs)):
         assert fig.axes and all(ax.get_xlabel() for ax in fig.axes)
     with pytest.raises(ValueError, match="`model`"):
         la.alignment_width_sweep("rnn", data, [2], epochs=1)
     with pytest.raises(ValueError, match="probe_runs"):
         la.alignment_width_sweep("mlp", data, [2], epochs=1, seeds=[0], probe_runs=2)
+
+
+# ---------------------------------------------------------------------------------------
+# The chapter's analysis and claims, on hand-built sweep tables (no training)
+# ---------------------------------------------------------------------------------------
+
+
+def _layer(model: str, layer: int, n_layers: int, width: int) -> dict:
+    """Name, kind and sizes of one layer of a hand-built sweep (8x8 digits: 64 inputs)."""
+    if layer == 0:
+        return dict(layer_name="network", kind="", n_out=0, n_in=0)
+    if layer == n_layers:
+        return dict(layer_name="readout", kind="dense", n_out=10, n_in=width)
+    if model == "mlp":
+        return dict(layer_name=f"dense {layer}", kind="dense", n_out=width,
+                    n_in=64 if layer == 1 else width)
+    return dict(layer_name=f"conv {layer}", kind="conv", n_out=width, n_in=1 if layer == 1 else width)
+
+
+def toy_sweep(scores: dict, *, model: str = "mlp", dataset: str = "digits", seeds=(0, 1),
+              first: float | None = None, diverged_seed: int | None = None) -> pd.DataFrame:
+    """A sweep table in the columns of the real one. ``scores``: ``{width: [(alignment,
+    shuffled) per layer]}`` at the last epoch (3); seed ``s`` adds ``0.01 * (2 s - 1)``.
+    ``first``: every layer's alignment after epoch 1 (then every width has a curve);
+    ``diverged_seed``: one more seed whose run diverged (scores 0)."""
+    rows = []
+
+    def add(width, seed, epoch, layer, n_layers, metric, value, diverged=False):
+        rows.append(dict(experiment="width_sweep", dataset=dataset, model=model, rule="backprop",
+                         width=width, lr=5.0, seed=seed, epoch=epoch, layer=layer,
+                         **_layer(model, layer, n_layers, width), metric=metric, value=value,
+                         diverged=diverged))
+
+    for width, per_layer in scores.items():
+        for seed in [*seeds, *([] if diverged_seed is None else [diverged_seed])]:
+            bad = seed == diverged_seed
+            jitter = 0.01 * (2 * seed - 1)
+            for layer, (align, shuffled) in enumerate(per_layer, start=1):
+                for metric, value in (("alignment", align + jitter),
+                                      ("alignment_shuffled", shuffled + jitter),
+                                      ("relative_change", 1.0 / width)):
+                    add(width, seed, 3, layer, len(per_layer), metric, 0.0 if bad else value, bad)
+                if first is not None:
+                    add(width, seed, 1, layer, len(per_layer), "alignment", first + jitter, bad)
+            for metric, value in (("train_examples", 200), ("sweep_seconds", 2.0)):
+                add(width, seed, 3, 0, len(per_layer), metric, value, bad)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+RISING = {16: [(0.5, 0.2), (0.6, 0.1)], 64: [(0.97, 0.2), (0.99, 0.1)]}
+
+
+def test_analysis_summarises_the_last_epoch_over_seeds_without_diverged_runs():
+    a = laa.analyse(toy_sweep(RISING, first=0.99, diverged_seed=2))
+    row = a.summary[(a.summary.width == 16) & (a.summary.layer == 1)
+                    & (a.summary.metric == "alignment")].iloc[0]
+    assert (row["mean"], row["min"], row["max"], row.n_seeds) == pytest.approx((0.5, 0.49, 0.51, 2))
+    assert set(a.summary.layer_name) == {"dense 1", "readout"}
+    assert set(a.network.layer) == {0} and set(a.network.epoch) == {3}
+    assert set(a.network.metric) == {"train_examples", "sweep_seconds"}
+    assert a.pairs.empty
+
+
+def test_claims_of_a_sweep_that_aligns_as_it_widens():
+    a = laa.analyse(toy_sweep(RISING))
+    rises, control, probe = laa.claims(a, profile="cpu", n_probes=1000)
+    assert [c.claim for c in (rises, control, probe)] == ["alignment-rises", "alignment-control-low",
+                                                          "probe-agrees"]
+    assert rises.verdict == claims.HOLDS
+    assert rises.measured == ("lowest layer: digits MLP 0.500 at width 16, 0.970 at 64; "
+                              "2 of 2 layers rise to at least 0.95")
+    assert (rises.value, rises.low, rises.high) == pytest.approx((0.97, 0.96, 0.98))
+    assert control.verdict == claims.HOLDS
+    assert control.measured == "digits MLP at most 0.200 (dense 1); 2 of 2 layers at most 0.3"
+    assert (control.value, control.low, control.high) == pytest.approx((0.2, 0.19, 0.21))
+    assert {c.figure for c in (rises, control)} == {"fig-alignment-alignment-vs-width"}
+    # stricter thresholds: one layer of two passes
+    strict = laa.claims(a, profile="cpu", n_probes=1000, aligned=0.98, control_low=0.15)
+    assert [c.verdict for c in strict[:2]] == [claims.HOLDS_IN_PART, claims.HOLDS_IN_PART]
+    assert strict[0].expectation.endswith("at least 0.98")
+    # without probe scores the probe claim is not tested
+    assert probe.verdict == claims.NOT_TESTED and probe.value is None
+    assert probe.measured.startswith("not measured") and "(1000 probes each)" in probe.quantity
+
+
+def test_a_single_width_cannot_rise():
+    a = laa.analyse(toy_sweep({64: RISING[64]}))
+    rises = laa.claims(a, profile="tiny", n_probes=200)[0]
+    assert rises.verdict == claims.NOT_TESTED
+    assert rises.measured == "not measured (every sweep has a single width)"
+
+
+def test_claims_list_the_sweeps_in_the_sweep_order_mlp_first():
+    table = pd.concat([toy_sweep(RISING, dataset="kmnist", model="convnet"),
+                       toy_sweep(RISING, dataset="kmnist"), toy_sweep(RISING, dataset="cifar10")],
+                      ignore_index=True)
+    control = laa.claims(laa.analyse(table), profile="gpu", n_probes=10000)[1]
+    assert control.measured == ("kmnist MLP at most 0.200 (dense 1); kmnist ConvNet at most 0.200 "
+                                "(conv 1); cifar10 MLP at most 0.200 (dense 1); 6 of 6 layers at most 0.3")
+
+
+def test_probe_pairs_numbers_and_claim():
+    table = toy_sweep(RISING)
+    probes = table[(table.width == 16) & (table.seed == 0)
+                   & table.metric.isin(["alignment", "alignment_shuffled"])]
+    probes = probes.assign(metric=probes.metric + "_probe", value=probes.value + [0.03, -0.01] * 2)
+    a = laa.analyse(pd.concat([table, probes], ignore_index=True))
+    assert len(a.pairs) == 4 and set(a.pairs["update"]) == {"trained", "shuffled"}
+    np.testing.assert_allclose(sorted(a.pairs.difference), [-0.01, -0.01, 0.03, 0.03])
+    numbers = laa.probe_numbers(a.pairs)
+    assert numbers["probe_n_pairs"] == (4, "d") and numbers["probe_n_dense"] == (4, "d")
+    assert numbers["probe_max_diff"][0] == pytest.approx(0.03)
+    assert numbers["probe_mean_diff"][0] == pytest.approx(0.02)
+    assert numbers["probe_n_conv"] == (0, "d") and np.isnan(numbers["probe_max_diff_conv"][0])
+    probe = laa.claims(a, profile="cpu", n_probes=1000)[2]
+    assert probe.verdict == claims.HOLDS and probe.value == pytest.approx(0.03)
+    assert probe.measured == "0.030 over 4 pairs (mean 0.020)"
+    assert probe.figure == "fig-alignment-probe-vs-exact"
+    assert laa.claims(a, profile="cpu", n_probes=1000, probe_agrees=0.02)[2].verdict == claims.HOLDS_IN_PART
+
+
+def test_widest_table_shows_seed_means_and_ranges():
+    text = laa.widest_table(laa.analyse(toy_sweep(RISING)).summary)
+    header, rule, *rows = text.splitlines()
+    assert header.startswith("| data | model | width | layer | alignment score | shuffled control |")
+    assert len(rows) == 2  # the widest width only, one row per layer
+    assert rows[0].startswith("| digits | MLP | 64 | dense 1 | 0.970 [0.960, 0.980] | 0.200 [0.190, 0.210] |")
+    one_seed = laa.widest_table(laa.analyse(toy_sweep(RISING, seeds=(1,))).summary)
+    assert "| digits | MLP | 64 | dense 1 | 0.980 | 0.210 |" in one_seed
+
+
+def test_the_numbers_the_page_quotes():
+    table = toy_sweep(RISING, first=0.99)
+    a = laa.analyse(table)
+    assert laa.sweep_numbers(a.network, "digits", epochs=6) == {
+        "n_train_main": (200, "d"), "steps_main": (12, "d"), "compute_seconds": (4.0, ".0f")}
+    width = laa.width_numbers(a.summary, "digits")
+    assert width["mlp_narrowest"] == (16, ".0f") and width["mlp_widest"] == (64, ".0f")
+    assert width["mlp_align_widest_min"] == (pytest.approx(0.97), ".3f")
+    assert width["mlp_shuffled_first_widest"] == (pytest.approx(0.2), ".3f")
+    assert width["mlp_change_widest_max"] == (pytest.approx(1 / 64), ".4f")
+    assert width["random_layer1_widest"] == (pytest.approx(layers.random_update_score(64, 64)), ".2f")
+    assert width["conv1_taps"] == (0, "d") and np.isnan(width["conv_widest"][0])  # no ConvNet
+    assert laa.mlp_input_dims(a.summary) == {("digits", "mlp"): 64}
+    epoch = laa.epoch_numbers(table, "digits")
+    assert epoch["mlp_narrow_first_min"] == (pytest.approx(0.99), ".3f")
+    assert epoch["mlp_narrow_last_min"] == (pytest.approx(0.5), ".3f")
+    assert epoch["mlp_wide_last_min"] == (pytest.approx(0.97), ".3f")
+    assert np.isnan(epoch["conv_wide_last_min"][0])
 
 
 # ---------------------------------------------------------------------------------------

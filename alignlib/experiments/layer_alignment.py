@@ -12,7 +12,10 @@ themselves are :mod:`alignlib.alignment.layers`. What is here:
   epoch);
 * :func:`alignment_width_sweep` / :func:`alignment_experiments`: train one network per
   width (several seeds in one vmapped program) and return a tidy table;
-* the chapter's summaries, headline numbers and figures.
+* :func:`final_epoch`: the last epoch's rows of a sweep table.
+
+The chapter's summaries, numbers, figures and scorecard records are
+:mod:`alignlib.experiments.layer_alignment_analysis`.
 """
 
 from __future__ import annotations
@@ -46,13 +49,6 @@ __all__ = [
     "make_network",
     "final_epoch",
     "alignment_experiments",
-    "width_summary",
-    "probe_pairs",
-    "plot_width_sweep",
-    "plot_epochs",
-    "plot_probe_vs_exact",
-    "width_headlines",
-    "epoch_headlines",
     "random_update_score",
 ]
 
@@ -65,11 +61,6 @@ PAPER_CONV_STRIDES: dict[str, tuple[int, ...]] = {
 }
 
 MODELS = ("mlp", "convnet")
-
-
-# --------------------------------------------------------------------------------------
-# Geometry
-# --------------------------------------------------------------------------------------
 
 
 # --------------------------------------------------------------------------------------
@@ -267,7 +258,7 @@ def final_epoch(table: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------------------
-# The chapter's experiments, summaries and figures
+# The chapter's experiments
 # --------------------------------------------------------------------------------------
 
 
@@ -326,201 +317,3 @@ def alignment_experiments(datasets: Sequence[str], *, n_train: int, epochs: dict
     if points_only:
         return P.list_points(sweeps)
     return pd.concat(P.run_sweeps(sweeps, "alignment"), ignore_index=True)
-
-
-MODEL_LABELS = {"mlp": "MLP", "convnet": "ConvNet"}
-
-
-def width_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Last-epoch layer scores, mean / min / max over seeds (diverged runs left out).
-
-    One row per (dataset, model, width, layer, metric) with columns ``mean, min, max,
-    n_seeds`` plus ``layer_name, kind, n_out, n_in``.
-    """
-    final = final_epoch(table)
-    final = final[(final.layer > 0) & ~final.diverged]
-    keys = ["dataset", "model", "width", "layer", "layer_name", "kind", "n_out", "n_in", "metric"]
-    return (final.groupby(keys, as_index=False).value
-            .agg(mean="mean", min="min", max="max", n_seeds="count"))
-
-
-def probe_pairs(table: pd.DataFrame) -> pd.DataFrame:
-    """Exact and probe scores of the same run, layer and update, side by side.
-
-    Columns ``dataset, model, width, seed, layer, layer_name, kind, update`` (``"trained"``
-    or ``"shuffled"``), ``exact``, ``probe``, ``difference`` (probe - exact).
-    """
-    final = final_epoch(table)
-    keys = ["dataset", "model", "width", "seed", "layer", "layer_name", "kind"]
-    rows = []
-    for update, exact, probe in (("trained", "alignment", "alignment_probe"),
-                                 ("shuffled", "alignment_shuffled", "alignment_shuffled_probe")):
-        e = final[final.metric == exact].set_index(keys).value.rename("exact")
-        p = final[final.metric == probe].set_index(keys).value.rename("probe")
-        both = pd.concat([e, p], axis=1, join="inner").reset_index().assign(update=update)
-        rows.append(both)
-    out = pd.concat(rows, ignore_index=True).dropna(subset=["exact", "probe"])
-    out["difference"] = out.probe - out.exact
-    return out
-
-
-def _panels(table: pd.DataFrame) -> list[tuple[str, str]]:
-    """(dataset, model) pairs in data-set order of appearance, MLP before ConvNet."""
-    datasets = list(dict.fromkeys(table.dataset))
-    pairs = set(zip(table.dataset, table.model))
-    return [(d, m) for d in datasets for m in MODELS if (d, m) in pairs]
-
-
-def _layer_palette(names: Sequence[str]) -> dict[str, tuple]:
-    import seaborn as sns
-
-    names = list(dict.fromkeys(names))
-    return dict(zip(names, sns.color_palette("colorblind", len(names))))
-
-
-def plot_width_sweep(summary: pd.DataFrame, *, input_dims: dict[tuple[str, str], int] | None = None):
-    """Figure (1): alignment per layer against width (log x), solid; the shuffled control,
-    dashed; seeds' range as a band. One panel per (data set, model). ``input_dims`` maps
-    (dataset, "mlp") to the input size ``d`` to draw the random-update reference
-    ``n / (n + d + 1)`` of the MLP's first layer (dotted)."""
-    import matplotlib.pyplot as plt
-
-    panels = _panels(summary)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False,
-                             layout="constrained")
-    for ax, (dataset, model) in zip(axes[0], panels):
-        part = summary[(summary.dataset == dataset) & (summary.model == model)]
-        palette = _layer_palette(part.sort_values("layer").layer_name)
-        for (metric, style) in (("alignment", "-"), ("alignment_shuffled", "--")):
-            for name, g in part[part.metric == metric].groupby("layer_name", sort=False):
-                g = g.sort_values("width")
-                label = name if metric == "alignment" else None
-                ax.plot(g.width, g["mean"], style, marker="o" if style == "-" else "x",
-                        color=palette[name], label=label)
-                ax.fill_between(g.width, g["min"], g["max"], color=palette[name], alpha=0.15)
-        if input_dims and (dataset, model) in input_dims:
-            widths = np.geomspace(part.width.min(), part.width.max(), 50)
-            d = input_dims[(dataset, model)]
-            ax.plot(widths, widths / (widths + d + 1), ":", color="0.3",
-                    label=f"two random updates, {part.sort_values('layer').layer_name.iloc[0]}")
-        ax.plot([], [], "k-", label="trained: $\\Delta W$ vs $\\Delta W_{pred}$")
-        ax.plot([], [], "k--", label="shuffled control")
-        ax.set_xscale("log", base=2)
-        ax.set(xlabel="width $n$ (units or channels)", ylabel="alignment score",
-               ylim=(0, 1.03), title=f"{MODEL_LABELS.get(model, model)} on {dataset}")
-        ax.legend(loc="center right")
-    return fig
-
-
-def plot_epochs(table: pd.DataFrame):
-    """Figure (2): alignment per layer against epoch at the narrowest and the widest width
-    of each sweep (seed mean; shuffled control dashed). Rows: (data set, model); columns:
-    narrow, wide."""
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    scored = table[(table.layer > 0) & table.metric.isin(["alignment", "alignment_shuffled"])
-                   & ~table.diverged]
-    counts = scored[scored.metric == "alignment"].groupby(["dataset", "model", "width"]).epoch.nunique()
-    curves = counts[counts > 1].reset_index()
-    panels = _panels(curves)
-    fig, axes = plt.subplots(len(panels), 2, figsize=(10, 3.4 * len(panels)), squeeze=False,
-                             layout="constrained", sharey=True)
-    for row, (dataset, model) in zip(axes, panels):
-        widths = sorted(curves[(curves.dataset == dataset) & (curves.model == model)].width)
-        part = scored[(scored.dataset == dataset) & (scored.model == model)]
-        palette = _layer_palette(part.sort_values("layer").layer_name)
-        for ax, width in zip(row, (widths[0], widths[-1])):
-            sub = part[part.width == width]
-            for (metric, style) in (("alignment", "-"), ("alignment_shuffled", "--")):
-                mean = (sub[sub.metric == metric].groupby(["layer_name", "epoch"], sort=False)
-                        .value.mean().reset_index())
-                for name, g in mean.groupby("layer_name", sort=False):
-                    ax.plot(g.epoch, g.value, style, color=palette[name],
-                            label=name if metric == "alignment" else None)
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-            ax.set(xlabel="epoch", title=f"{MODEL_LABELS.get(model, model)} on {dataset}, "
-                                         f"width {width}", ylim=(0, 1.03))
-            ax.legend(loc="lower left")
-        row[0].set_ylabel("alignment score\n(solid: trained, dashed: shuffled)")
-    return fig
-
-
-def plot_probe_vs_exact(pairs: pd.DataFrame):
-    """Figure (3): probe estimate against the exact score, one point per run, layer and
-    update (filled: trained, open: shuffled control); colour by layer kind."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5, 4.5), layout="constrained")
-    kinds = {"dense": "dense (MLP, readouts)", "conv": "convolution"}
-    colours = _layer_palette(list(kinds.values()))
-    for kind, label in kinds.items():
-        for update, face in (("trained", None), ("shuffled", "none")):
-            g = pairs[(pairs["kind"] == kind) & (pairs["update"] == update)]
-            if g.empty:
-                continue
-            ax.scatter(g.exact, g.probe, s=28, edgecolors=colours[label],
-                       facecolors=colours[label] if face is None else "none",
-                       label=f"{label}, {'trained' if face is None else 'shuffled control'}")
-    ax.plot([0, 1], [0, 1], "k:", lw=1, label="probe = exact")
-    ax.set(xlabel="exact alignment score", ylabel="probe estimate (authors' estimator)",
-           xlim=(0, 1.02), ylim=(0, 1.02), title="probe estimator against the exact score")
-    ax.legend(loc="upper left")
-    return fig
-
-
-def width_headlines(summary: pd.DataFrame, dataset: str, model: str) -> dict[str, float]:
-    """The numbers the chapter quotes for one sweep, from :func:`width_summary`.
-
-    Seed means at the last epoch: ``narrowest``/``widest`` width; ``align_narrowest_min``,
-    ``align_narrowest_max``, ``align_widest_min`` (lowest and highest layer score);
-    ``shuffled_hidden_widest_max`` (largest control of the layers fed by a hidden layer,
-    i.e. all but the first and the readout), ``shuffled_first_widest``,
-    ``shuffled_readout_widest`` and ``change_widest_max`` (largest relative weight change)
-    at the widest width. ``nan`` where the sweep did not run.
-    """
-    part = summary[(summary.dataset == dataset) & (summary.model == model)]
-    nan = float("nan")
-    if part.empty:
-        return {k: nan for k in ("narrowest", "widest", "align_narrowest_min",
-                                 "align_narrowest_max", "align_widest_min",
-                                 "shuffled_hidden_widest_max", "shuffled_first_widest",
-                                 "shuffled_readout_widest", "change_widest_max")}
-    lo, hi = int(part.width.min()), int(part.width.max())
-    last_layer = int(part.layer.max())
-
-    def at(width, metric):
-        return part[(part.width == width) & (part.metric == metric)].set_index("layer")["mean"]
-
-    shuffled = at(hi, "alignment_shuffled")
-    hidden = shuffled[(shuffled.index > 1) & (shuffled.index < last_layer)]
-    return {
-        "narrowest": lo, "widest": hi,
-        "align_narrowest_min": float(at(lo, "alignment").min()),
-        "align_narrowest_max": float(at(lo, "alignment").max()),
-        "align_widest_min": float(at(hi, "alignment").min()),
-        "shuffled_hidden_widest_max": float(hidden.max()) if len(hidden) else nan,
-        "shuffled_first_widest": float(shuffled.get(1, nan)),
-        "shuffled_readout_widest": float(shuffled.get(last_layer, nan)),
-        "change_widest_max": float(at(hi, "relative_change").max()),
-    }
-
-
-def epoch_headlines(table: pd.DataFrame, dataset: str, model: str) -> dict[str, float]:
-    """Lowest layer score (seed mean) after the first and the last epoch at the narrowest
-    width with a curve (``narrow_first_min``, ``narrow_last_min``), and after the last
-    epoch at the widest (``wide_last_min``). ``nan`` where the sweep did not run."""
-    part = table[(table.dataset == dataset) & (table.model == model) & (table.layer > 0)
-                 & (table.metric == "alignment") & ~table.diverged & table.value.notna()]
-    curves = part.groupby("width").epoch.nunique()
-    curves = curves[curves > 1].index
-    nan = float("nan")
-    if len(curves) == 0:
-        return {"narrow_first_min": nan, "narrow_last_min": nan, "wide_last_min": nan}
-    mean = part.groupby(["width", "epoch", "layer"]).value.mean()
-    lo, hi = min(curves), max(curves)
-    first, last = int(part.epoch.min()), int(part.epoch.max())
-    return {"narrow_first_min": float(mean[lo][first].min()),
-            "narrow_last_min": float(mean[lo][last].min()),
-            "wide_last_min": float(mean[hi][last].min())}
-
