@@ -343,8 +343,9 @@ def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompu
         _results.MANIFEST_ENV: str(output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.stores.jsonl.tmp")),
         _results.RECOMPUTE_ENV: "1" if recompute else os.environ.get(_results.RECOMPUTE_ENV, ""),
         "PYTHONUNBUFFERED": "1",
-        **xla_cache.cache_environment(),  # kernels and sweep workers share compiled programs
     }
+    alone = book.runs_alone(chapter)  # it times itself, compilation included
+    env.update(xla_cache.cache_environment(times_compilation=alone))
     # where the chapter's sweep points run: the command line's choice (--engine, carried in
     # this process's environment), else the profile's engine key, else in the kernel
     from alignbook.parameters import profile_engine
@@ -359,7 +360,7 @@ def _job(book: Book, chapter: str, params: dict[str, Any], output: Path, recompu
     if engine.engine != "serial" and "XLA_PYTHON_CLIENT_PREALLOCATE" not in os.environ:
         env["XLA_PYTHON_CLIENT_PREALLOCATE"] = "false"  # the kernel shares devices with workers
     return {"chapter": chapter, "input": str(nb), "output": str(output), "parameters": params,
-            "cwd": str(nb.parent), "env": env, "alone": book.runs_alone(chapter),
+            "cwd": str(nb.parent), "env": env, "alone": alone,
             # the notebook while it runs (papermill saves it as each cell starts)
             "running": str(output.with_name(f".running-{uuid.uuid4().hex[:8]}-{output.name}"))}
 

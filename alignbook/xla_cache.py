@@ -10,8 +10,10 @@ instead of compiling it again. The program is the same, so every number is the s
 only the time to the first step changes.
 
 The cache lives in ``<user cache dir>/alignbook/xla`` (``$XDG_CACHE_HOME`` honoured),
-or where ``$JAX_COMPILATION_CACHE_DIR`` says. ``ALIGNBOOK_XLA_CACHE=0`` turns it off
-(for example to time compilation itself). Deleting the folder is always safe.
+or where ``$JAX_COMPILATION_CACHE_DIR`` says. ``ALIGNBOOK_XLA_CACHE=0`` turns it off.
+A chapter that times compilation itself (the ones that run alone) runs without it: a
+program loaded from the cache would time the load, not the compilation. Deleting the
+folder is always safe.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ CACHE_DIR_ENV = "JAX_COMPILATION_CACHE_DIR"
 #: ``0`` turns the shared cache off.
 SWITCH_ENV = "ALIGNBOOK_XLA_CACHE"
 _MIN_SECONDS_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+_ENABLE_ENV = "JAX_ENABLE_COMPILATION_CACHE"
 #: Programs that compile faster than this are not written (loading costs about as much).
 MIN_COMPILE_SECONDS = 0.5
 
@@ -42,10 +45,13 @@ def cache_dir() -> Path | None:
     return Path(explicit) if explicit else user_cache_dir() / "alignbook" / "xla"
 
 
-def cache_environment() -> dict[str, str]:
+def cache_environment(times_compilation: bool = False) -> dict[str, str]:
     """The environment variables that give a child process (a chapter's kernel, a sweep
     worker, a build) the shared cache: empty when it is turned off; a value already set
-    in this process's environment is kept."""
+    in this process's environment is kept. ``times_compilation``: the process measures
+    compile times, so the cache is switched off in it even where this process has it."""
+    if times_compilation:
+        return {_ENABLE_ENV: "false"}
     folder = cache_dir()
     if folder is None:
         return {}

@@ -47,6 +47,9 @@ def test_a_second_process_loads_the_program_the_first_compiled(tmp_path):
     assert any((tmp_path / "xla").iterdir())
     second = _child(env)
     assert second["hits"] >= 1 and second["misses"] == 0
+    # a process that times compilation compiles again, with the same folder configured
+    timing = _child({**env, **xla_cache.cache_environment(times_compilation=True)})
+    assert timing["hits"] == 0
 
 
 def test_the_cache_can_be_turned_off_and_moved(monkeypatch, tmp_path):
@@ -60,6 +63,7 @@ def test_the_cache_can_be_turned_off_and_moved(monkeypatch, tmp_path):
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": str(xla_cache.MIN_COMPILE_SECONDS)}
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert xla_cache.cache_dir() == tmp_path / "elsewhere"
+    assert xla_cache.cache_environment(times_compilation=True) == {"JAX_ENABLE_COMPILATION_CACHE": "false"}
     monkeypatch.setenv("ALIGNBOOK_XLA_CACHE", "0")
     assert xla_cache.cache_dir() is None and xla_cache.cache_environment() == {}
 
@@ -72,6 +76,10 @@ def test_chapter_kernels_get_the_cache(monkeypatch, tmp_path):
     book = Book()
     job = _job(book, "theory", {"profile": "tiny"}, tmp_path / "theory.ipynb", False)
     assert job["env"]["JAX_COMPILATION_CACHE_DIR"] == str(tmp_path / "xla")
+    # the chapter that times its steps (compilation included) compiles every program itself
+    assert book.runs_alone("performance")
+    job = _job(book, "performance", {"profile": "tiny"}, tmp_path / "performance.ipynb", False)
+    assert job["env"]["JAX_ENABLE_COMPILATION_CACHE"] == "false"
     monkeypatch.setenv("ALIGNBOOK_XLA_CACHE", "0")
     job = _job(book, "theory", {"profile": "tiny"}, tmp_path / "theory.ipynb", False)
     assert "JAX_COMPILATION_CACHE_DIR" not in job["env"]
