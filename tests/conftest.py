@@ -192,9 +192,12 @@ def _reads_the_tiny_book(item) -> bool:
     return item.module.__name__ == "test_site" and not os.environ.get("ALIGNBOOK_SITE_HTML")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
-    """Start the tiny build when a collected test reads it, and run those tests last, so
-    that the build runs beside every other test instead of being waited for."""
+    """Start the tiny build when a selected test reads it, and run those tests last, so
+    that the build runs beside every other test instead of being waited for. (Last among
+    the hooks: ``-m`` and ``-k`` have removed the deselected tests by then, so a run of
+    other tests never starts the build.)"""
     if any(_reads_the_tiny_book(item) for item in items):
         if not config.option.collectonly:
             _TinyBuild.start()
