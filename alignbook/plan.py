@@ -150,11 +150,11 @@ def _rules(p: Mapping[str, Any]) -> list:
 
 
 def _low_data(p: Mapping[str, Any]) -> list:
-    from alignlib.experiments import feedforward as ff
+    from alignlib.experiments import feedforward as ff, low_data as ld
 
     full = _benchmark_data(p)
     used = [n for n in p["sizes"] if n <= full.n_train]
-    return ff.low_data_sweep(
+    return ld.sweep(
         lambda n: _benchmark_data(p, n_train=n, cap_heldout=p["cap_heldout"]), used,
         width=p["width"], arch=p["arch"], depth=p["depth"], strides=p["strides"],
         rules=p["rules"], lrs=ff.lr_grid(1.0, p["lr_fractions"]),

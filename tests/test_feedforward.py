@@ -1,5 +1,6 @@
 """Tests for alignlib.experiments.feedforward: the sweeps behind the rules, low-data and ImageNet
-chapters, their statistics, and the gpu profiles' data paths on small fake files."""
+chapters, their statistics, the rules chapter's analysis and claims on hand-made tables
+(alignlib.experiments.rules_vs_width), and the gpu profiles' data paths on small fake files."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from helpers import REPO, figure_names, glued
 import alignbook as B
 from alignbook.scorecard import collect_claims
 from alignlib.experiments import feedforward as ff
+from alignlib.experiments import rules_vs_width as rv
 from alignlib import claims
 from alignlib.data import load_digits, with_target_offset
 
@@ -125,11 +127,7 @@ def test_epoch_seconds_skips_the_compiling_epoch():
         ff.epoch_seconds(one_epoch)
 
 
-def test_batch_sizes_follow_the_authors():
-    assert [ff.authors_batch_size(n) for n in (45, 150, 450, 1500, 4500, 15000, 45000)] == \
-        [45, 50, 50, 100, 100, 100, 100]
-    assert [ff.low_data_epochs(n, 20, 150) for n in (45, 150, 450, 1500)] == [150, 50, 20, 20]
-    assert ff.low_data_epochs(45, 150, 0) == 150  # the authors: same epochs for every size
+def test_conv_feature_sizes_for_same_padding():
     assert ff.conv_feature_sizes(224, [4, 2, 1, 2, 1, 2, 1]) == [56, 28, 28, 14, 14, 7, 7]
     assert ff.conv_feature_sizes(32, [1, 2, 1, 2, 1, 2, 1]) == [32, 16, 16, 8, 8, 4, 4]
 
@@ -143,6 +141,88 @@ def test_format_and_markdown_helpers():
     assert md.splitlines() == ["| rule | width | acc |", "|---|---|---|", "| a | 8 | 0.512 |"]
     t = final_table([("a", 8, 0.05, 0, 1.0), ("a", 8, 0.1, 0, 1.0), ("a", 8, 5.0, 0, 1.0)])
     assert ff.select_lrs(t, [0.1, 5]).lr.tolist() == [0.1, 5.0]
+
+
+# --------------------------------------------------------------------------- the rules chapter's analysis
+
+WIDTHS = (16, 64, 256)
+NOISE = {16: np.array([-0.01, 0.0, 0.01]), 64: np.array([0.005, -0.005, 0.0]), 256: np.array([0.0, 0.004, -0.004])}
+
+
+def width_sweep_table(gaps, *, still_learning=(), epochs=20):
+    """A width sweep without training, one learning rate per width (the common one, 10):
+    backprop's held-out accuracy is 0.9 + seed noise; ``gaps[rule]`` lists the rule's
+    accuracy minus backprop's (points) at each of :data:`WIDTHS`. The training loss settles
+    after 5 epochs, or keeps falling for the (rule, width) in ``still_learning``."""
+    rows = []
+    for rule, points in {"backprop": [0.0] * len(WIDTHS), **gaps}.items():
+        for width, gap in zip(WIDTHS, points):
+            noise = NOISE[width] if rule == "backprop" else NOISE[width][::-1] / 2
+            for seed, acc in enumerate(0.9 + gap / 100 + noise):
+                falling = (rule, width) in still_learning
+                for epoch in range(epochs + 1):
+                    key = dict(rule=rule, width=width, lr=10.0, seed=seed, epoch=epoch, diverged=False)
+                    rows.append({**key, "metric": "heldout_accuracy", "value": acc})
+                    if epoch:
+                        loss = 1.0 - (0.04 if falling else 0.1) * min(epoch, 20 if falling else 5)
+                        rows.append({**key, "metric": "train_loss", "value": loss})
+    plan = pd.DataFrame({"width": WIDTHS, "ntk_top_eigenvalue": 50.0, "lr_bound": 20.0, "lr": 10.0,
+                         "fraction": 0.5, "common": True, "in_width_sweep": True, "in_lr_sweep": False})
+    return pd.DataFrame(rows), plan
+
+
+def rules_verdicts(gaps, **kwargs):
+    runs, plan = width_sweep_table(gaps, **kwargs)
+    a = rv.analyse(runs, plan, 0.01)
+    return a, {c.claim: c for c in rv.claims(a, profile="tiny", few_points=3.0, width_figure="fig")}
+
+
+def test_align_gaps_that_close_with_width_make_every_rules_claim_hold():
+    a, found = rules_verdicts({"align_zero": [-6, -3, -1], "align_ada": [-5, -2, -0.5],
+                               "fa": [-10, -10, -10], "dfa": [-12, -12, -12]})
+    assert {k: c.verdict for k, c in found.items()} == {
+        "align-within-few-points": claims.HOLDS, "align-beats-feedback-alignment": claims.HOLDS,
+        "gap-shrinks-with-width": claims.HOLDS}
+    slopes = a.slopes.set_index("rule").slope
+    assert slopes["align_zero"] == pytest.approx(1.25)  # 5 points over 4 doublings of the width
+    assert found["align-within-few-points"].value == pytest.approx(-1.0, abs=0.2)
+    assert rv.widest_accuracies(a, ["backprop", "readout"]) == {"backprop": "0.900 [0.890, 0.910]",
+                                                                "readout": "–"}
+    assert rv.slope_texts(a, ["align_zero"])["align_zero"].startswith("+1.25 [")
+    assert rv.convergence_report(a) == {"unconverged": "none", "diverged_runs": "none",
+                                        "epochs_used": "width 16: 20, width 64: 20, width 256: 20"}
+    table = rv.accuracy_table(a.best, ["backprop", "align_zero"]).splitlines()
+    assert table[0] == "| rule | width 16 | width 64 | width 256 |"
+    assert table[3].startswith("| Align-zero | 0.840 [") and "†" not in "".join(table)
+
+
+def test_a_gap_that_widens_with_width_does_not_hold():
+    _, found = rules_verdicts({"align_zero": [-1, -4, -8], "align_ada": [-1, -4, -8]})
+    assert found["gap-shrinks-with-width"].verdict == claims.DOES_NOT_HOLD
+    assert found["align-within-few-points"].verdict == claims.DOES_NOT_HOLD
+    assert found["align-beats-feedback-alignment"].verdict == claims.NOT_TESTED
+
+
+def test_runs_still_learning_make_a_failing_rules_claim_inconclusive():
+    a, found = rules_verdicts({"align_zero": [-1, -4, -8], "align_ada": [-1, -4, -8]},
+                              still_learning={("align_ada", 256)})
+    assert found["align-within-few-points"].verdict == claims.INCONCLUSIVE
+    assert found["gap-shrinks-with-width"].verdict == claims.INCONCLUSIVE
+    assert "Align-ada at width 256, lr 10" in rv.convergence_report(a)["unconverged"]
+    assert "†" in rv.accuracy_table(a.best, ["align_ada"])
+
+
+def test_rules_page_tables_of_learning_rates_and_times():
+    runs, plan = width_sweep_table({"align_zero": [-1, -1, -1]})
+    assert rv.bounds_table(plan).splitlines()[2] == "| 16 | 50.0 | 20.0 | **10** |"
+    summary = ff.summarise(runs, ["rule", "width", "lr"]).assign(fraction=0.5)
+    summary.loc[(summary.rule == "align_zero") & (summary.width == 16), "n_diverged"] = 1
+    assert rv.first_divergence_text(summary, ["backprop", "align_zero"], [16, 64]) == \
+        "width 16: Align-zero 0.5; width 64: none diverged"
+    timing = pd.DataFrame({"rule": ["backprop", "align_zero"], "width": 16, "seconds_per_run": [0.01, 0.02],
+                           "ratio_to_reference": [1.0, 2.0]})
+    assert rv.timing_table(timing, ["backprop", "align_zero"]).splitlines()[3] == "| Align-zero | 20 ms (×2.00) |"
+    assert rv.time_ratios(timing, 16, ["align_zero", "fa"]) == {"align_zero": "×2.00", "fa": "–"}
 
 
 # --------------------------------------------------------------------------- argument errors
@@ -179,9 +259,6 @@ def test_data_and_model_errors():
         ff.model_factory("convnet", (64,), 10, 8)
     with pytest.raises(ValueError, match="parameterization"):
         ff.model_factory("mlp", (64,), 10, 8, parameterization="mup")
-    with pytest.raises(ValueError, match="returned 100 training examples, expected 45"):
-        ff.low_data_sweep(lambda n: load_digits(n_train=100), [45], width=8, arch="mlp",
-                             rules=["backprop"], lrs=[1.0], seeds=[0], epochs=1)
 
 
 # --------------------------------------------------------------------------- sweeps that run
@@ -209,19 +286,6 @@ def test_tiny_width_sweep_shapes_and_shared_initialisation(small_digits):
     assert set(best.columns) >= {"rule", "width", "lr", "mean", "ci_low", "ci_high", "n_lrs"}
     assert ff.lr_sweep(small_digits, arch="mlp", widths=[8], rules=["readout"], lrs=[1.0],
                           seeds=[0], epochs=1).experiment.unique().tolist() == ["lr_sweep"]
-
-
-def test_low_data_sweep_uses_the_authors_batches(small_digits):
-    def load(n):
-        return ff.load_benchmark_data("digits", n_train=n)
-
-    table = ff.low_data_sweep(load, [45, 150], width=8, arch="mlp", rules=["backprop"],
-                                 lrs=[5.0], seeds=[0, 1], epochs=1, min_steps=4)
-    by_n = table.groupby("n_train").agg(batch=("batch_size", "first"), epochs=("epoch", "max"))
-    assert by_n.to_dict("index") == {45: {"batch": 45, "epochs": 4}, 150: {"batch": 50, "epochs": 2}}
-    margins = ff.gap_to_reference(pd.concat([table, table.assign(rule="align_ada")]), "backprop",
-                                     ["n_train"])
-    assert np.allclose(margins.gap, 0)  # a rule compared with an identical copy of itself
 
 
 def test_adam_in_the_standard_parameterisation_runs():

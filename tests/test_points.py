@@ -21,6 +21,7 @@ import pytest
 from alignbook import sweep as S
 from alignbook.results import RECOMPUTE_ENV, ResultStore
 from alignlib.experiments import feedforward as ff
+from alignlib.experiments import low_data as ld
 from alignlib.experiments import points as P
 from alignlib.experiments import recurrent as rec
 
@@ -100,7 +101,7 @@ def test_width_sweep_points_are_its_training_calls():
     assert {p.params["rule"] for p in points[4:]} == {"align_ada", "fa"}
     assert all(p.data["data"] is data for p in points)
     assert {tuple(p.params["seeds"]) for p in points} == {(0, 1), (2,)}
-    low = ff.low_data_sweep(lambda n: ff.load_benchmark_data("digits", n_train=n), [45, 150],
+    low = ld.sweep(lambda n: ff.load_benchmark_data("digits", n_train=n), [45, 150],
                             width=8, arch="mlp", rules=["backprop"], lrs=[1.0], seeds=[0],
                             epochs=2, points_only=True)
     assert [(p.params["batch_size"], p.data["data"].n_train) for p in low] == [(45, 45), (50, 150)]

@@ -1,5 +1,6 @@
-"""The benchmark experiments of the book: accuracy against width, learning rate and
-training-set size for every learning rule, with seeds, intervals and timing.
+"""The benchmark experiments of the book: accuracy against width and learning rate for
+every learning rule, with seeds, intervals and timing (the sweep over training-set sizes,
+:func:`alignlib.experiments.low_data.sweep`, is built on :func:`width_sweep`).
 
 Each sweep trains, for every (rule, width) or (rule, training-set size), all seeds and
 learning rates of that point in *one* call of :func:`alignlib.training.train`, i.e. one
@@ -31,7 +32,7 @@ with batch 100, accuracy on a split held out of the training set.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -52,13 +53,10 @@ __all__ = [
     "RUN_KEYS",
     "load_benchmark_data",
     "synthetic_dataset",
-    "authors_batch_size",
     "width_sweep",
     "lr_sweep",
     "stable_lr_at_init",
     "lr_grid",
-    "low_data_sweep",
-    "low_data_epochs",
     "conv_feature_sizes",
     "final_values",
     "summarise",
@@ -147,22 +145,6 @@ def load_benchmark_data(name: str, **kwargs) -> Dataset:
     # a sweep's runner may load it again in another process instead of sending the arrays
     return P.with_source(load_dataset(name, **{"progress": False, **kwargs}),
                          f"{__name__}:load_benchmark_data", name=name, **kwargs)
-
-
-def authors_batch_size(n_train: int, batch_size: int = 100) -> int:
-    """The authors' batch size for a training set of ``n_train`` examples.
-
-    Their low-data script uses ``batch_size`` if it divides ``n_train``, ``n_train``
-    itself if smaller (one full batch), else ``gcd(batch_size, n_train)``, so that every
-    epoch visits every example: 45 -> 45, 150 -> 50, 450 -> 50, 1500 -> 100.
-    """
-    n_train = _int_list("n_train", [n_train])[0]
-    batch_size = _int_list("batch_size", [batch_size])[0]
-    if batch_size > n_train:
-        return n_train
-    if n_train % batch_size:
-        return math.gcd(batch_size, n_train)
-    return batch_size
 
 
 # --------------------------------------------------------------------------- sweeps
@@ -265,7 +247,7 @@ def _width_sweep_steps(data: Dataset, *, arch, widths, rules, lrs, seeds, epochs
         seeds_per_call = _int_list("seeds_per_call", [seeds_per_call])[0]
     if batch_size > data.n_train:
         raise ValueError(f"`batch_size` {batch_size} exceeds the {data.n_train} training examples; "
-                         "use authors_batch_size(n_train)")
+                         "use alignlib.experiments.low_data.authors_batch_size(n_train)")
     chunks = _chunks(seeds, seeds_per_call)
     # each width's floor: raised to the epochs the first rule trained there (it matters only
     # when training stops at convergence; without a tolerance every call is independent)
@@ -379,58 +361,6 @@ def lr_sweep(data: Dataset, *, widths: Sequence[int], lrs: Sequence[float],
     0.05 ... 20)."""
     kwargs.setdefault("experiment", "lr_sweep")
     return width_sweep(data, widths=widths, lrs=lrs, **kwargs)
-
-
-def low_data_epochs(n_train: int, epochs: int, min_steps: int = 0, batch_size: int = 100) -> int:
-    """Epochs for a training set of ``n_train`` examples: ``epochs``, or more if that many
-    epochs would give fewer than ``min_steps`` SGD steps with the authors' batch size
-    (:func:`authors_batch_size`). ``min_steps=0`` keeps the authors' rule (the same
-    number of epochs for every size, so the smallest sets get the fewest steps)."""
-    epochs = _int_list("epochs", [epochs])[0]
-    min_steps = _int_list("min_steps", [min_steps], low=0)[0]
-    steps_per_epoch = n_train // authors_batch_size(n_train, batch_size)
-    return max(epochs, -(-min_steps // steps_per_epoch))
-
-
-#: :func:`low_data_sweep` evaluates the held-out set about this many times per run at most
-#: (a 45-image set trains up to 1,000 one-step epochs; evaluating after each would cost
-#: more than training).
-EVALUATIONS = 100
-
-
-def low_data_sweep(load: Callable[[int], Dataset], sizes: Sequence[int], *, width: int,
-                   epochs: int, min_steps: int = 0, batch_size: int = 100,
-                   experiment: str = "low_data", points_only: bool = False,
-                   **kwargs) -> pd.DataFrame:
-    """Accuracy against training-set size: :func:`width_sweep` at one ``width`` for each
-    training set ``load(n)``, ``n`` in ``sizes``.
-
-    Each size uses the authors' batch size (:func:`authors_batch_size`) and
-    :func:`low_data_epochs` epochs: the authors train every size for the same number of
-    epochs (``min_steps=0``); ``min_steps`` gives small sets more epochs so that every
-    run takes at least that many SGD steps. The ``n_train`` and ``batch_size`` columns
-    record the size and batch; the number of epochs is the largest ``epoch`` of a run.
-    Held-out metrics are recorded about :data:`EVALUATIONS` times per run (every epoch for
-    sizes trained 100 epochs or fewer), and always at a run's last epoch.
-    ``kwargs`` go to :func:`width_sweep` (``arch``, ``rules``, ``lrs``, ``seeds``, ...).
-    The sizes' points run together (:mod:`alignlib.experiments.points`); ``points_only``
-    returns them instead.
-    """
-    sizes = _int_list("sizes", sizes)
-    sweeps = []
-    for n in sizes:
-        data = load(n)
-        if data.n_train != n:
-            raise ValueError(f"load({n}) returned {data.n_train} training examples, expected {n}")
-        n_epochs = low_data_epochs(n, epochs, min_steps, batch_size)
-        kwargs.setdefault("eval_every", 1)
-        sweeps.append(width_sweep(data, widths=[width], batch_size=authors_batch_size(n, batch_size),
-                                  epochs=n_epochs, experiment=experiment, points_only=P.STAGES,
-                                  **{**kwargs, "eval_every": max(kwargs["eval_every"],
-                                                                 n_epochs // EVALUATIONS)}))
-    if points_only:
-        return P.list_points(sweeps)
-    return pd.concat(P.run_sweeps(sweeps, experiment), ignore_index=True)
 
 
 def conv_feature_sizes(input_size: int, strides: Sequence[int]) -> list[int]:

@@ -94,3 +94,37 @@ def dodge(i: int, k: int, step: float = 0.06) -> float:
     """Multiplicative x-offset of the ``i``-th of ``k`` series on a log axis, so that their
     error bars at the same x do not overlap: ``2 ** (step * (i - (k - 1) / 2))``."""
     return 2 ** (step * (i - (k - 1) / 2))
+
+
+def interval_errorbars(ax: plt.Axes, x, mean, low, high, *, settled=None, **kw) -> None:
+    """Means at ``x`` with error bars from ``low`` to ``high`` (a NaN bound draws no bar),
+    joined by a line; ``kw`` go to :meth:`~matplotlib.axes.Axes.errorbar` (``color``,
+    ``label``, ``ls``). With ``settled`` (one boolean per point) a point's marker is filled
+    where its runs converged and open where they had not; without it every marker is
+    filled."""
+    x, mean, low, high = (np.asarray(v, float) for v in (x, mean, low, high))
+    yerr = np.maximum(np.nan_to_num([mean - low, high - mean]), 0)
+    if settled is None:
+        ax.errorbar(x, mean, yerr=yerr, marker="o", capsize=3, **kw)
+        return
+    ax.errorbar(x, mean, yerr=yerr, capsize=3, **kw)
+    settled = np.asarray(settled, bool)
+    ax.plot(x[settled], mean[settled], "o", color=kw.get("color"))
+    ax.plot(x[~settled], mean[~settled], "o", mfc="white", color=kw.get("color"))
+
+
+def log_axis(ax: plt.Axes, ticks: Sequence[float], *, base: float = 10, fmt: str = "{:g}",
+             label: str | None = None) -> None:
+    """A logarithmic x axis with ticks at the values a sweep trained (``fmt`` formats
+    their labels, e.g. ``"{:,}"`` for sizes) and no minor ticks."""
+    ax.set_xscale("log", base=base)
+    ax.set_xticks(list(ticks), [fmt.format(t) for t in ticks])
+    ax.minorticks_off()
+    if label is not None:
+        ax.set_xlabel(label)
+
+
+def chance_line(ax: plt.Axes, level: float, **kw) -> None:
+    """A dotted grey line at the accuracy (or error) of guessing, ``level`` (``kw``: e.g. a
+    ``label`` for the legend)."""
+    ax.axhline(level, color="grey", ls=":", lw=1, **kw)

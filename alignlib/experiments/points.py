@@ -10,7 +10,7 @@ trained outputs). Seeds and learning rates of one configuration stay inside one 
 trained together by :func:`alignlib.train`.
 
 The sweep functions of the chapters (:func:`~alignlib.experiments.feedforward.width_sweep`,
-:func:`~alignlib.experiments.feedforward.low_data_sweep`,
+:func:`~alignlib.experiments.low_data.sweep`,
 :func:`~alignlib.experiments.rules_vs_width.sweep`,
 :func:`~alignlib.experiments.recurrent.sweep`,
 :func:`~alignlib.experiments.layer_alignment.alignment_width_sweep` and
