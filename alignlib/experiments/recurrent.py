@@ -27,6 +27,10 @@ code, with its five quirks and their seed-99 run, is :mod:`alignlib.authors_add_
 * :func:`best_losses`, :func:`paired_ratios` (each rule against another from the same
   initial network) and :func:`markdown_table` for the chapter's tables; the intervals
   and slopes come from :mod:`alignlib.statistics`.
+
+The chapter's analysis of these tables and its scorecard records are in
+:mod:`alignlib.experiments.recurrent_analysis`, its figures in
+:mod:`alignlib.experiments.recurrent_figures`.
 """
 
 from __future__ import annotations
