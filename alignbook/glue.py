@@ -24,7 +24,7 @@ import yaml
 from alignbook import results as _results
 from alignbook.sphinx_ext import SITE_FIGURES
 
-__all__ = ["glue_number", "glue_text", "glue_figure", "glue_claim", "figure_note",
+__all__ = ["glue_number", "glue_numbers", "glue_text", "glue_figure", "glue_claim", "figure_note",
            "figure_files", "reproduce_command", "format_value", "SITE_FIGURES", "FIGURE_RECORD"]
 
 def format_value(value: Any) -> str:
@@ -161,6 +161,13 @@ def glue_number(name: str, value: Any, fmt: str | None = None, display: bool = F
     text = format(value, fmt) if fmt else repr(value)
     glue(name, _Formatted(value, text), display=display)
     return value
+
+
+def glue_numbers(numbers: Mapping[str, tuple[Any, str | None]]) -> None:
+    """:func:`glue_number` for each ``{name: (value, fmt)}`` of ``numbers`` (the form in
+    which the experiment modules hand a page the numbers its prose quotes)."""
+    for name, (value, fmt) in numbers.items():
+        glue_number(name, value, fmt)
 
 
 def glue_text(name: str, text: str, display: bool = False) -> str:
