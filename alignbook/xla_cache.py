@@ -24,7 +24,7 @@ from pathlib import Path
 
 from alignlib.data.cache import user_cache_dir
 
-__all__ = ["CACHE_DIR_ENV", "SWITCH_ENV", "MIN_COMPILE_SECONDS", "cache_dir", "cache_environment",
+__all__ = ["CACHE_DIR_ENV", "SWITCH_ENV", "MIN_COMPILE_SECONDS", "MAX_BYTES", "cache_dir", "cache_environment",
            "enable"]
 
 #: JAX's own variable naming the cache folder (read when ``jax`` is imported).
@@ -33,6 +33,11 @@ CACHE_DIR_ENV = "JAX_COMPILATION_CACHE_DIR"
 SWITCH_ENV = "ALIGNBOOK_XLA_CACHE"
 _MIN_SECONDS_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
 _ENABLE_ENV = "JAX_ENABLE_COMPILATION_CACHE"
+_MAX_SIZE_ENV = "JAX_COMPILATION_CACHE_MAX_SIZE"
+#: The folder's size limit; past it the least recently used programs are deleted. With a
+#: limit, JAX also locks the folder around each read and write (``filelock``), so two
+#: processes never see a half-written program.
+MAX_BYTES = 4 << 30
 #: Programs that compile faster than this are not written (loading costs about as much).
 MIN_COMPILE_SECONDS = 0.5
 
@@ -56,7 +61,8 @@ def cache_environment(times_compilation: bool = False) -> dict[str, str]:
     if folder is None:
         return {}
     return {CACHE_DIR_ENV: str(folder),
-            _MIN_SECONDS_ENV: os.environ.get(_MIN_SECONDS_ENV, str(MIN_COMPILE_SECONDS))}
+            _MIN_SECONDS_ENV: os.environ.get(_MIN_SECONDS_ENV, str(MIN_COMPILE_SECONDS)),
+            _MAX_SIZE_ENV: os.environ.get(_MAX_SIZE_ENV, str(MAX_BYTES))}
 
 
 def enable() -> Path | None:
@@ -70,4 +76,5 @@ def enable() -> Path | None:
 
         jax.config.update("jax_compilation_cache_dir", env[CACHE_DIR_ENV])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", float(env[_MIN_SECONDS_ENV]))
+        jax.config.update("jax_compilation_cache_max_size", int(env[_MAX_SIZE_ENV]))
     return cache_dir()

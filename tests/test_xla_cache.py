@@ -40,11 +40,13 @@ def _child(env):
 def test_a_second_process_loads_the_program_the_first_compiled(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
     env.update({"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla"),
-                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "ALIGNBOOK_XLA_CACHE": "1"})
+                "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "ALIGNBOOK_XLA_CACHE": "1",
+                "JAX_COMPILATION_CACHE_MAX_SIZE": str(xla_cache.MAX_BYTES)})
     first = _child(env)
     assert first["folder"] == str(tmp_path / "xla")
     assert first["misses"] >= 1 and first["hits"] == 0
     assert any((tmp_path / "xla").iterdir())
+    assert (tmp_path / "xla" / ".lockfile").exists()  # reads and writes are locked
     second = _child(env)
     assert second["hits"] >= 1 and second["misses"] == 0
     # a process that times compilation compiles again, with the same folder configured
@@ -56,11 +58,13 @@ def test_the_cache_can_be_turned_off_and_moved(monkeypatch, tmp_path):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
     monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_MAX_SIZE", raising=False)
     monkeypatch.delenv("ALIGNBOOK_XLA_CACHE", raising=False)
     assert xla_cache.cache_dir() == tmp_path / "alignbook" / "xla"
     assert xla_cache.cache_environment() == {
         "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "alignbook" / "xla"),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": str(xla_cache.MIN_COMPILE_SECONDS)}
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": str(xla_cache.MIN_COMPILE_SECONDS),
+        "JAX_COMPILATION_CACHE_MAX_SIZE": str(xla_cache.MAX_BYTES)}
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "elsewhere"))
     assert xla_cache.cache_dir() == tmp_path / "elsewhere"
     assert xla_cache.cache_environment(times_compilation=True) == {"JAX_ENABLE_COMPILATION_CACHE": "false"}
