@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -209,19 +210,49 @@ def test_the_plan_lists_the_gpu_profiles_points_without_data_or_training():
     alignment = PL.chapter_points(book, "gpu", "alignment")
     a = PL.chapter_parameters(book, "gpu", "alignment")
     assert len(alignment) == len(a["datasets"]) * (len(a["mlp_widths"]) + len(a["conv_widths"]))
+    # and the work besides the sweeps: a stable learning rate per width (rules), per batch
+    # size (low data); the recurrent check at initialisation (backprop and four Align
+    # cases) and a run from the authors' seed per rule and width
+    extras = PL.chapter_extras(book, "gpu", "rules")
+    assert len(extras) == len(set(rules["widths"]) | set(rules["lr_sweep_widths"]))
+    assert all(e.workload.steps == 100 and e.workload.runs == 1 for e in extras)
+    assert len({e.workload.x.shape[0] for e in PL.chapter_extras(book, "gpu", "low_data")}) \
+        == len(PL.chapter_extras(book, "gpu", "low_data"))
+    extras = PL.chapter_extras(book, "gpu", "recurrent")
+    assert len(extras) == 5 + len(p["authors_widths"]) * (
+        len(p["authors_rules"]) + len(p["defined_rules"]))
+    assert PL.chapter_extras(book, "gpu", "imagenet") == []
+    # the alignment chapter's points also run its scores: every epoch at a curve width
+    from alignbook.plan_work import point_programs
+
+    curve = next(q for q in alignment if q.params["curve"] and q.params["probe"])
+    programs = point_programs(curve)
+    assert programs[0].calls == curve.params["epochs"] + 1
+    assert {g.loop_trips for g in programs[1:]} == {a["probe_batches"]}
 
 
 def test_the_plan_counts_flops_and_time(capfd):
     book = B.Book(REPO)
     result = PL.plan(book, "tiny", ["recurrent"], device_tflops=1.0, step_overhead=1e-5,
-                     startup=(0.5, 2.0))
+                     epoch_overhead=1e-3, startup=(0.5, 2.0))
     assert list(result.chapters.chapter) == ["recurrent"] and len(result.points) == 4
-    assert (result.points.step_flops > 0).all() and result.measured == ()
+    assert (result.points.step_flops > 0).all() and result.measured == () and not result.timed
     # flops = runs x time steps x (steps x step + evaluated batches x forward pass)
     row = result.points.iloc[0]
     assert row.loop_trips == 10 and row.flops > row.runs * row.steps * row.step_flops
+    eval_batches = round((row.flops / row.runs - row.steps * row.step_flops) / row.forward_flops)
+    assert row.overhead_seconds == pytest.approx(
+        row.loop_trips * (row.steps + eval_batches) * 1e-5 + row.epochs * 1e-3)
     assert row.seconds == pytest.approx(row.flops / 1e12 + row.overhead_seconds
                                         + 0.5 + 2 * row.compile_seconds)
+    # work besides the sweep pays its compile time, no start-up
+    extra = result.extras.iloc[0]
+    assert extra.seconds == pytest.approx(extra.flops / 1e12 + extra.overhead_seconds
+                                          + extra.compile_seconds)
+    chapter = result.chapters.iloc[0]
+    page = chapter.page_seconds if np.isfinite(chapter.page_seconds) else 0.0
+    assert chapter.seconds == pytest.approx(result.points.seconds.sum()
+                                            + result.extras.seconds.sum() + page)
     assert "total" in result.report() and "1 TFLOP/s (stated)" in result.report()
     rc, _, err = run_cli(capfd, "plan", "--profile", "tiny", "--chapters", "theory")
     assert rc == 2 and "no sweep to plan" in err
@@ -229,28 +260,96 @@ def test_the_plan_counts_flops_and_time(capfd):
 
 @pytest.mark.ci
 @pytest.mark.slow
-def test_the_plan_of_the_tiny_profile(capfd):
+def test_the_plan_of_the_tiny_profile(capfd, tmp_path):
     book = B.Book(REPO)
-    result = PL.plan(book, "tiny", device_tflops=1.0, step_overhead=1e-5, startup=(0.0, 1.0))
+    result = PL.plan(book, "tiny", device_tflops=1.0, step_overhead=1e-5, epoch_overhead=0.0,
+                     startup=(0.0, 1.0))
     assert list(result.chapters.chapter) == list(PL.PLANNED_CHAPTERS)
     for chapter in PL.PLANNED_CHAPTERS:
         rows = result.points[result.points.chapter == chapter]
         assert len(rows) == len(PL.chapter_points(book, "tiny", chapter)) > 0
     assert (result.points.step_flops > 0).all() and (result.points.flops > 0).all()
     assert result.measured == ()
-    # flops = runs x (steps x step + evaluated batches x forward pass)
+    # flops = runs x (steps x step + evaluated batches x forward pass) + the scores
     row = result.points.iloc[0]
-    assert row.flops >= row.runs * row.steps * row.step_flops
-    assert abs(result.total_seconds - result.points.seconds.sum()) < 1e-9
+    assert row.chapter == "alignment" and row.program_flops > 0
+    assert row.flops >= row.runs * row.steps * row.step_flops + row.program_flops
+    assert abs(result.total_seconds - result.chapters.seconds.sum()) < 1e-9
     text = result.report()
     assert "total" in text and "1 TFLOP/s (stated)" in text
+    # measured here: every step timed, the rest measured; saved with its provenance
+    saved = tmp_path / "plan_tiny.csv"
     rc, out, _ = run_cli(capfd, "plan", "--profile", "tiny", "--chapters", "recurrent",
-                         "--device-tflops", "1", "--json")  # the rest measured here
+                         "--json", "--save", str(saved))
     assert rc == 0
     rows = [json.loads(line) for line in out.splitlines()]
     assert len(rows) == 4 and {r["rule"] for r in rows} == {
         "backprop", "align_ada", "align_zero", "readout"}
-    assert all(r["seconds"] > r["flop_seconds"] > 0 for r in rows)
+    assert all(r["seconds"] > r["compute_seconds"] > 0 for r in rows)
+    provenance = json.loads(PL.provenance_path(saved).read_text())
+    assert provenance["assumptions"]["timed"] and provenance["profile"] == "tiny"
+    assert provenance["command"].startswith("alignbook plan --profile tiny")
+    assert len(pd.read_csv(saved.with_name("plan_tiny_points.csv"))) == 4
+    assert PL.check_stored_plan(book, saved) == []
+
+
+GPU_PLAN = REPO / "book" / "data" / "plan_gpu.csv"
+
+
+def test_the_stored_gpu_plan_is_the_gpu_profiles():
+    """The performance chapter shows the stored plan of the gpu profile: written again
+    (``alignbook plan --profile gpu --device-tflops 50 --save book/data/plan_gpu.csv``,
+    minutes of CPU) whenever a parameter it reads, or a chapter's number of points,
+    changes."""
+    book = B.Book(REPO)
+    problems = PL.check_stored_plan(book, GPU_PLAN)
+    assert problems == [], ("book/data/plan_gpu.csv is stale; write it again with `alignbook "
+                            "plan --profile gpu --device-tflops 50 --save "
+                            "book/data/plan_gpu.csv`: " + "; ".join(problems))
+    chapters = pd.read_csv(GPU_PLAN)
+    points = pd.read_csv(GPU_PLAN.with_name("plan_gpu_points.csv"))
+    assert list(chapters.chapter) == list(PL.PLANNED_CHAPTERS)
+    assert points.groupby("chapter").size().reindex(chapters.chapter).tolist() \
+        == chapters.points.tolist()
+    assert chapters.seconds.sum() == pytest.approx(points.seconds.sum() + pd.read_csv(
+        GPU_PLAN.with_name("plan_gpu_extras.csv")).seconds.sum())  # no gpu page measured
+    provenance = json.loads(PL.provenance_path(GPU_PLAN).read_text())
+    assert provenance["profile"] == "gpu" and not provenance["assumptions"]["timed"]
+    assert provenance["git"]["revision"] and provenance["written"]
+
+
+def test_a_stale_stored_plan_is_found(tmp_path):
+    stored = tmp_path / "plan_gpu.csv"
+    chapters = pd.read_csv(GPU_PLAN)
+    chapters.loc[chapters.chapter == "imagenet", "points"] += 1
+    chapters.to_csv(stored, index=False)
+    provenance = json.loads(PL.provenance_path(GPU_PLAN).read_text())
+    provenance["parameters"]["recurrent"]["widths"] = [8]  # written for other widths
+    provenance["parameters_sha256"] = PL.parameters_hash(provenance["parameters"])
+    PL.provenance_path(stored).write_text(json.dumps(provenance))
+    problems = PL.check_stored_plan(B.Book(REPO), stored)
+    assert any(p.startswith("recurrent.widths: [8] -> ") for p in problems)
+    assert any(p.startswith("imagenet: ") and "points stored" in p for p in problems)
+
+
+def test_a_pages_time_is_its_last_notebook_less_its_computations(tmp_path, monkeypatch):
+    import nbformat
+
+    from alignbook.plan_costs import page_seconds
+
+    monkeypatch.setenv(B.BUILD_ENV, str(tmp_path / "build"))
+    book = B.Book(REPO)
+    assert np.isnan(page_seconds(book, "tiny", "imagenet")[0])
+    nb = nbformat.v4.new_notebook(metadata={"papermill": {"duration": 30.0}})
+    for source, seconds in (("import jax", 5.0), ("runs = store.cached('runs', f)", 20.0),
+                            ("glue_figure(store, 'x', fig)", 4.0)):
+        cell = nbformat.v4.new_code_cell(source)
+        cell.metadata["papermill"] = {"duration": seconds}
+        nb.cells.append(cell)
+    path = book.build_dir / "runs" / "tiny" / "imagenet.ipynb"
+    path.parent.mkdir(parents=True)
+    nbformat.write(nb, path)
+    assert page_seconds(book, "tiny", "imagenet") == (10.0, str(path))
 
 
 # ------------------------------------------------ a tiny chapter on a Dask cluster

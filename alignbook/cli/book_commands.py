@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -153,6 +154,14 @@ def _cmd_plan(args, book: _book.Book) -> int:
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     result = _plan.plan(book, args.profile, chapters=chapters, device_tflops=args.device_tflops,
                         step_overhead=args.step_overhead)
+    if args.save:
+        options = [("--profile", args.profile), ("--chapters", args.chapters),
+                   ("--device-tflops", args.device_tflops),
+                   ("--step-overhead", args.step_overhead), ("--save", args.save)]
+        command = " ".join(["alignbook plan"] + [f"{flag} {value}" for flag, value in options
+                                                 if value is not None])
+        for path in _plan.save_plan(result, book, args.save, command=command).values():
+            print(f"Wrote {path}", file=sys.stderr, flush=True)
     if args.json:
         for row in result.points.to_dict("records"):
             print(json.dumps(row, default=str))

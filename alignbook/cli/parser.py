@@ -75,12 +75,15 @@ def _parser() -> argparse.ArgumentParser:
     p_plan.add_argument("--chapters", default=None,
                         help="comma-separated chapters (default: every chapter with a sweep)")
     p_plan.add_argument("--device-tflops", type=float, default=None,
-                        help="sustained throughput of one device in TFLOP/s (default: measured "
-                             "here with a float32 matrix product)")
+                        help="sustained throughput of one device in TFLOP/s, for a plan of "
+                             "another device (default: every step is run and timed here)")
     p_plan.add_argument("--step-overhead", type=float, default=None,
                         help="seconds each training step costs besides its FLOPs "
                              "(default: measured here)")
     p_plan.add_argument("--json", action="store_true", help="print the per-point table as JSON lines")
+    p_plan.add_argument("--save", default=None, metavar="CSV",
+                        help="also write the plan: chapters to CSV, points and other work beside "
+                             "it, and its provenance (.json), e.g. book/data/plan_gpu.csv")
 
     p_new = sub.add_parser("new", parents=[common], help="write a new chapter notebook from the template")
     p_new.add_argument("chapter", help="chapter name (file stem), e.g. alignment")

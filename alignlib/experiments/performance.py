@@ -180,22 +180,31 @@ class StepProgram:
 
 
 def compile_step(problem: Problem, rule: str, *, lr: float = 0.1,
-                 key: Array | None = None) -> StepProgram:
+                 key: Array | None = None, runs: int | None = None) -> StepProgram:
     """Compile one SGD step of ``rule`` on ``problem`` (ahead of time, no warm-up run).
 
     Everything the step reads (model, rule state, optimizer state, batch) is an argument
-    of the compiled program, so XLA cannot fold any of it into constants.
+    of the compiled program, so XLA cannot fold any of it into constants. With ``runs``,
+    the step of ``runs`` copies of the network stacked along a leading axis, ``vmap``-ed
+    over them on the same batch, as :func:`alignlib.train` runs seeds and learning rates.
     """
     learning_rule = get_rule(rule)
     key = jax.random.key(1, impl="rbg") if key is None else key
     model, x, y, loss_fn = problem.model, problem.x, problem.y, problem.loss_fn
     optimizer = optax.sgd(lr)
+
+    def states(m):
+        return learning_rule.init(m, x, key), optimizer.init(eqx.filter(m, eqx.is_inexact_array))
+
+    if runs is not None:
+        positive_integer("runs", runs)
+        model = jax.tree.map(lambda a: jnp.repeat(a[None], runs, 0) if eqx.is_array(a) else a,
+                            model)
+        states = eqx.filter_vmap(states)
     # rule and optimizer state built by one compiled program (not op by op)
-    state, opt_state = eqx.filter_jit(lambda m, xb, k: (
-        learning_rule.init(m, xb, k), optimizer.init(eqx.filter(m, eqx.is_inexact_array))))(
-        model, x, key)
+    state, opt_state = eqx.filter_jit(states)(model)
     return _step_program(learning_rule.name, make_step(learning_rule, optimizer, loss_fn),
-                         (model, state, opt_state, x, y))
+                         (model, state, opt_state, x, y), vmapped=runs is not None)
 
 
 def _step_program(name: str, sgd_step: Callable, args: tuple, vmapped: bool = False
@@ -254,7 +263,8 @@ def hlo_stats(compiled) -> dict[str, float]:
 
 
 def time_programs(programs: Mapping[str, StepProgram], *, warmup: int = 3,
-                  repeats: int = 20, min_sample_s: float = 0.002) -> dict[str, np.ndarray]:
+                  repeats: int = 20, min_sample_s: float = 0.002,
+                  clock: Callable[[], float] = time.perf_counter) -> dict[str, np.ndarray]:
     """Seconds per step of each program, measured in interleaved rounds.
 
     Each program first runs ``warmup`` steps (at least one). Then, ``repeats`` times,
@@ -265,7 +275,8 @@ def time_programs(programs: Mapping[str, StepProgram], *, warmup: int = 3,
     ``min_sample_s``, in which case ``k`` is the smallest count that lasts that long (the
     same ``k`` for all programs), so that sub-millisecond steps are not lost in the
     timer's and the scheduler's noise. Returns ``{name: (repeats,) seconds per step}``,
-    entry ``r`` of every array from the same round.
+    entry ``r`` of every array from the same round. ``clock``: wall time by default (this
+    process's CPU time with ``time.process_time``).
     """
     if warmup < 0 or repeats < 1:
         raise ValueError(f"need warmup >= 0 and repeats >= 1, got {warmup}, {repeats}")
@@ -273,9 +284,9 @@ def time_programs(programs: Mapping[str, StepProgram], *, warmup: int = 3,
     fastest = np.inf
     for name in names:
         for _ in range(max(warmup, 1)):
-            start = time.perf_counter()
+            start = clock()
             jax.block_until_ready(programs[name].run())
-            last = time.perf_counter() - start
+            last = clock() - start
         fastest = min(fastest, last)
     k = int(max(1, np.ceil(min_sample_s / max(fastest, 1e-9)))) if min_sample_s > 0 else 1
     times = {name: np.empty(repeats) for name in names}
@@ -283,11 +294,11 @@ def time_programs(programs: Mapping[str, StepProgram], *, warmup: int = 3,
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
             program = programs[name]
-            start = time.perf_counter()
+            start = clock()
             for _ in range(k):
                 out = program.run()
             jax.block_until_ready(out)
-            times[name][r] = (time.perf_counter() - start) / k
+            times[name][r] = (clock() - start) / k
     return times
 
 
