@@ -251,3 +251,67 @@ def test_performance_chapter_in_the_tiny_profile(tiny_book):
     assert (cost.verdict == claims.HOLDS) == below
     assert (cost.verdict in (claims.HOLDS_IN_PART, claims.DOES_NOT_HOLD)) == (above and not below)
     assert executed.glued()["verdict_align_step_cost"] == cost.verdict
+
+
+# ------------------------------------------------ the chapter's reading of the benchmark
+
+
+def _wide_table(ratio: float = 1.3, spread: float = 0.02) -> pd.DataFrame:
+    """A hand-made :func:`performance.cost_table`: every model at two widths, backprop,
+    Align-zero and Align-ada, the Align rules at ``ratio`` of backprop's step time with
+    quartiles ``ratio -/+ spread``."""
+    rows = []
+    for model, widths in (("mlp", (16, 256)), ("convnet", (8, 32)), ("rnn", (32, 64))):
+        for width in widths:
+            for rule in ("backprop", "align_zero", "align_ada"):
+                r = 1.0 if rule == "backprop" else ratio + (0.01 if rule == "align_ada" else 0)
+                rows.append(dict(model=model, width=width, rule=rule, median_s=1e-3 * r,
+                                 ratio_to_backprop=r, ratio_q25=r - spread * (r != 1),
+                                 ratio_q75=r + spread * (r != 1), ratio_of_minima=r,
+                                 flops_ratio=4 / 3 if r != 1 else 1.0, bytes_ratio=1.2,
+                                 dot_ops=8 if rule == "backprop" else 11, conv_ops=0,
+                                 fusion_ops=10, host_ops=0))
+    return pd.DataFrame(rows)
+
+
+def test_the_chapters_numbers_and_claim_from_a_hand_made_table():
+    from alignlib import claims
+    from alignlib.experiments import performance_report as report
+
+    wide = _wide_table()
+    numbers = report.rule_cost_numbers(wide)
+    assert numbers["mlp_width"] == (256, None) and numbers["n_checks"] == (6, None)
+    assert numbers["n_met"] == (6, None) and numbers["worst_ratio"][0] == pytest.approx(1.31)
+    assert numbers["mlp_dots_align"] == (11, None) and numbers["narrow_width"] == (16, None)
+    assert numbers["narrow_kernel_ratio"][0] == pytest.approx(21 / 18)
+    assert report.worst_case_text(wide) == "Align-ada on the MLP of width 256"
+    claim = report.align_step_cost_claim(wide, "cpu")
+    assert claim.verdict == claims.HOLDS and claim.value == pytest.approx(1.31)
+    assert claim.measured.startswith("MLP (256) 1.30 [1.28, 1.32] / 1.31 [1.29, 1.33]")
+    assert report.align_step_cost_claim(_wide_table(1.4), "cpu").verdict == claims.DOES_NOT_HOLD
+    assert report.align_step_cost_claim(_wide_table(1.34, 0.1), "cpu").verdict \
+        == claims.INCONCLUSIVE
+    table = report.rule_cost_markdown(wide)
+    assert "| MLP | 256 | Align-ada |" in table and "quartiles of the ratio" in table
+    params = report.bench_point_params({"mlp": [16], "rnn": [8, 32]}, {"mlp": ["fa"], "rnn": []},
+                                       warmup=1, repeats=2, conv_input=[8, 8, 1],
+                                       conv_strides=[1, 2], rnn_length=5)
+    assert [(p["model"], p["width"]) for p in params] == [("mlp", 16), ("rnn", 8), ("rnn", 32)]
+    assert params[1]["problem_kwargs"] == {"seq_len": 5} and params[0]["rules"] == ["fa"]
+    with pytest.raises(ValueError, match="must include"):
+        report.check_add_task_rules(["backprop"])
+
+
+def test_the_stored_gpu_plan_as_the_chapter_shows_it():
+    from helpers import REPO
+
+    from alignlib.experiments import performance_report as report
+
+    plan, provenance = report.read_plan(REPO / "book" / "data" / "plan_gpu.csv")
+    numbers = report.plan_numbers(plan, provenance)
+    assert numbers["plan_points"][0] == plan.points.sum() > 0
+    assert numbers["plan_hours"][0] == pytest.approx(plan.seconds.sum() / 3600)
+    texts = report.plan_texts(plan, provenance)
+    assert texts["plan_longest_chapter"] in set(plan.chapter) and len(texts["plan_date"]) == 10
+    table = report.plan_markdown(plan)
+    assert table.count("\n") == len(plan) + 2 and "| total |" in table
