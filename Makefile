@@ -24,8 +24,9 @@ book: $(STAMP)
 # Tests marked `ci` (chapters re-run with other parameters, the gpu profile's paths on fake
 # data, killed and concurrent builds, Dask clusters, small books rendered by Jupyter Book,
 # the shapes of sweep and benchmark tables) run in .ci/run after this.
+# The 20 slowest tests are listed at the end, so that a test that grew slow is seen.
 test: $(STAMP)
-	$(BIN)/python -m pytest -m "not ci"
+	$(BIN)/python -m pytest -m "not ci" --durations=20
 
 clean:
 	rm -rf _build results
