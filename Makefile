@@ -23,7 +23,8 @@ book: $(STAMP)
 
 # Tests marked `ci` (chapters re-run with other parameters, the gpu profile's paths on fake
 # data, killed and concurrent builds, Dask clusters, small books rendered by Jupyter Book,
-# the shapes of sweep and benchmark tables) run in .ci/run after this.
+# the shapes of sweep and benchmark tables, ConvNet cases of checks whose MLP case runs
+# here, the authors' 200-epoch Add-task run) run in .ci/run after this.
 # The 20 slowest tests are listed at the end, so that a test that grew slow is seen.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not ci" --durations=20

@@ -214,4 +214,6 @@ def pytest_configure(config):
         "ten minutes on two cores): chapters re-run with other parameters, the gpu profile's "
         "paths on fake data files, builds killed or run twice in subprocesses, Dask clusters, "
         "the pipeline's own small books rendered by Jupyter Book, sweep tables' shapes "
-        "(the chapters' tiny runs use the same sweeps), the timing benchmark's tables")
+        "(the chapters' tiny runs use the same sweeps), the timing benchmark's tables, the "
+        "ConvNet cases of exact checks whose MLP case stays, and the authors' 200-epoch "
+        "Add-task run (the cpu book's recurrent chapter repeats it)")

@@ -264,6 +264,7 @@ def test_data_and_model_errors():
 # --------------------------------------------------------------------------- sweeps that run
 
 
+@pytest.mark.ci  # the chapters' tiny runs in `make test` use the same sweep
 def test_tiny_width_sweep_shapes_and_shared_initialisation(small_digits):
     table = ff.width_sweep(small_digits, arch="mlp", widths=[8, 16], rules=["backprop", "align_zero"],
                               lrs=[1.0, 5.0], lrs_by_width={16: [0.5, 1.0, 5.0]}, seeds=[0, 1],

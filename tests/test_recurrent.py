@@ -371,6 +371,7 @@ def test_authors_seed_run_is_tidy():
 PRINTED = 0.005 + 1e-3
 
 
+@pytest.mark.ci  # 200 epochs at two widths; the cpu book's recurrent chapter checks it too
 @pytest.mark.slow
 def test_authors_run_reproduces_their_printed_best_test_losses():
     """Their data, initial weights and batch order from their seed, 200 epochs: the best

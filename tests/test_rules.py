@@ -86,7 +86,9 @@ def test_align_rules_differ_from_backprop_after_training(arch):
             assert rel_err(g, g_bp) > 1e-6, rule.name
 
 
-@pytest.mark.parametrize("arch", ARCHS)
+# the ConvNet case, mostly compilation, runs in .ci/run (the MLP and RNN cases here)
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=pytest.mark.ci) if a == "conv" else a
+                                  for a in ARCHS])
 def test_align_zero_is_initial_jacobian_times_current_error(arch):
     with jax.enable_x64(True):
         model0, x, y, loss_fn = make_case(arch, jax.random.PRNGKey(2))
