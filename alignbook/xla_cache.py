@@ -10,7 +10,8 @@ instead of compiling it again. The program is the same, so every number is the s
 only the time to the first step changes.
 
 The cache lives in ``<user cache dir>/alignbook/xla`` (``$XDG_CACHE_HOME`` honoured),
-or where ``$JAX_COMPILATION_CACHE_DIR`` says. ``ALIGNBOOK_XLA_CACHE=0`` turns it off.
+or where ``$JAX_COMPILATION_CACHE_DIR`` says. ``ALIGNBOOK_XLA_CACHE=0`` turns it off in
+every process the book starts.
 A chapter that times compilation itself (the ones that run alone) runs without it: a
 program loaded from the cache would time the load, not the compilation. Deleting the
 folder is always safe.
@@ -52,14 +53,13 @@ def cache_dir() -> Path | None:
 
 def cache_environment(times_compilation: bool = False) -> dict[str, str]:
     """The environment variables that give a child process (a chapter's kernel, a sweep
-    worker, a build) the shared cache: empty when it is turned off; a value already set
-    in this process's environment is kept. ``times_compilation``: the process measures
-    compile times, so the cache is switched off in it even where this process has it."""
-    if times_compilation:
-        return {_ENABLE_ENV: "false"}
-    folder = cache_dir()
+    worker, a build) the shared cache; a value already set in this process's environment
+    is kept. When the cache is turned off, or the process measures compile times
+    (``times_compilation``), they switch JAX's cache off in it, even where this process
+    has one."""
+    folder = None if times_compilation else cache_dir()
     if folder is None:
-        return {}
+        return {_ENABLE_ENV: "false"}
     return {CACHE_DIR_ENV: str(folder),
             _MIN_SECONDS_ENV: os.environ.get(_MIN_SECONDS_ENV, str(MIN_COMPILE_SECONDS)),
             _MAX_SIZE_ENV: os.environ.get(_MAX_SIZE_ENV, str(MAX_BYTES))}
@@ -71,9 +71,12 @@ def enable() -> Path | None:
     Returns the folder, or ``None`` when turned off."""
     env = cache_environment()
     os.environ.update(env)
-    if env and "jax" in sys.modules:  # jax read its variables already
+    if "jax" in sys.modules:  # jax read its variables already
         import jax
 
+        if CACHE_DIR_ENV not in env:
+            jax.config.update("jax_enable_compilation_cache", False)
+            return None
         jax.config.update("jax_compilation_cache_dir", env[CACHE_DIR_ENV])
         jax.config.update("jax_persistent_cache_min_compile_time_secs", float(env[_MIN_SECONDS_ENV]))
         jax.config.update("jax_compilation_cache_max_size", int(env[_MAX_SIZE_ENV]))
