@@ -15,18 +15,29 @@ every process the book starts.
 A chapter that times compilation itself (the ones that run alone) runs without it: a
 program loaded from the cache would time the load, not the compilation. Deleting the
 folder is always safe.
+
+**A damaged folder.** JAX writes an entry as two files, the program (``<key>-cache``) and
+the time it was last used (``<key>-atime``), under the folder's lock. A process killed
+between the two (a test that kills a build, a sweep worker stopped mid-compile) leaves a
+program, possibly cut short, with no time. JAX then fails every later write to the
+folder, in every process, with a warning naming the files. :func:`repair` removes such
+entries; every build and test session calls it before anything compiles. A process
+started with :func:`cache_environment` or :func:`enable` does not print JAX's warnings
+about entries it could not read or write: the program is compiled instead and the
+numbers are the same, so a chapter's page has nothing to say about it.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from alignlib.data.cache import user_cache_dir
 
-__all__ = ["CACHE_DIR_ENV", "SWITCH_ENV", "MIN_COMPILE_SECONDS", "MAX_BYTES", "cache_dir", "cache_environment",
-           "enable"]
+__all__ = ["CACHE_DIR_ENV", "SWITCH_ENV", "MIN_COMPILE_SECONDS", "MAX_BYTES", "JAX_CACHE_WARNINGS", "cache_dir",
+           "cache_environment", "enable", "repair"]
 
 #: JAX's own variable naming the cache folder (read when ``jax`` is imported).
 CACHE_DIR_ENV = "JAX_COMPILATION_CACHE_DIR"
@@ -41,6 +52,10 @@ _MAX_SIZE_ENV = "JAX_COMPILATION_CACHE_MAX_SIZE"
 MAX_BYTES = 4 << 30
 #: Programs that compile faster than this are not written (loading costs about as much).
 MIN_COMPILE_SECONDS = 0.5
+#: How JAX's warnings about an entry it could not read or write begin (``jax._src.compiler``).
+JAX_CACHE_WARNINGS = ("Error reading persistent compilation cache entry",
+                      "Error writing persistent compilation cache entry")
+_PROGRAM, _USED = "-cache", "-atime"  # JAX's two files per entry (jax._src.lru_cache)
 
 
 def cache_dir() -> Path | None:
@@ -62,7 +77,40 @@ def cache_environment(times_compilation: bool = False) -> dict[str, str]:
         return {_ENABLE_ENV: "false"}
     return {CACHE_DIR_ENV: str(folder),
             _MIN_SECONDS_ENV: os.environ.get(_MIN_SECONDS_ENV, str(MIN_COMPILE_SECONDS)),
-            _MAX_SIZE_ENV: os.environ.get(_MAX_SIZE_ENV, str(MAX_BYTES))}
+            _MAX_SIZE_ENV: os.environ.get(_MAX_SIZE_ENV, str(MAX_BYTES)),
+            "PYTHONWARNINGS": _quiet_warnings(os.environ.get("PYTHONWARNINGS", ""))}
+
+
+def _quiet_warnings(current: str) -> str:
+    """``$PYTHONWARNINGS`` with filters that ignore :data:`JAX_CACHE_WARNINGS` added (a
+    filter's message matches the start of a warning's text)."""
+    ours = [f"ignore:{message}:UserWarning" for message in JAX_CACHE_WARNINGS]
+    kept = [f for f in current.split(",") if f.strip() and f not in ours]
+    return ",".join(kept + ours)
+
+
+def repair(folder: Path | None = None) -> int:
+    """Remove the entries of the cache ``folder`` (default :func:`cache_dir`) that a
+    killed process left half-written: a program without its last-used time, or a time
+    without its program. Runs under the folder's lock, so an entry another process is
+    writing is never touched. Returns how many entries were removed (0 when the folder
+    does not exist, the cache is off, or it has no size limit: then JAX writes no times)."""
+    folder = cache_dir() if folder is None else Path(folder)
+    if folder is None or not folder.is_dir() or os.environ.get(_MAX_SIZE_ENV, "").strip() == "-1":
+        return 0
+    try:
+        import filelock
+    except ImportError:  # JAX cannot use a size limit without it either
+        return 0
+    removed = 0
+    with filelock.FileLock(folder / ".lockfile", timeout=60):
+        names = {p.name for p in folder.iterdir()}
+        for name in sorted(names):
+            for suffix, other in ((_PROGRAM, _USED), (_USED, _PROGRAM)):
+                if name.endswith(suffix) and name[:-len(suffix)] + other not in names:
+                    (folder / name).unlink(missing_ok=True)
+                    removed += suffix == _PROGRAM
+    return removed
 
 
 def enable() -> Path | None:
@@ -71,6 +119,9 @@ def enable() -> Path | None:
     Returns the folder, or ``None`` when turned off."""
     env = cache_environment()
     os.environ.update(env)
+    for message in JAX_CACHE_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=UserWarning)
+    repair()
     if "jax" in sys.modules:  # jax read its variables already
         import jax
 
