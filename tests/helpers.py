@@ -94,3 +94,44 @@ def run_cli(capfd, *args: str) -> tuple[int, str, str]:
     rc = cli.main(list(args))
     out, err = capfd.readouterr()
     return rc, out, err
+
+
+# ------------------------------------------------------------------ what a page shows
+
+#: The tag of a cell whose output is a table meant for the reader.
+READER_TABLE = "reader-table"
+#: Tags with which Jupyter Book shows nothing of a cell's outputs.
+OUTPUT_HIDDEN = {"remove-cell", "remove-output"}
+
+
+def cell_tags(cell) -> set[str]:
+    return set(cell.get("metadata", {}).get("tags", []))
+
+
+def stray_outputs(nb) -> list[str]:
+    """The outputs of ``nb``'s code cells that a reader would see and should not: every
+    ``execute_result``, ``stream`` or ``display_data`` output that is not a figure (an
+    image), a glued value (``metadata.scrapbook``), or a table of a cell tagged
+    ``reader-table``. Cells whose outputs Jupyter Book removes are skipped."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or cell_tags(cell) & OUTPUT_HIDDEN:
+            continue
+        for out in cell.get("outputs", []):
+            kind = out.get("output_type")
+            if kind not in ("execute_result", "stream", "display_data"):
+                continue
+            if "scrapbook" in out.get("metadata", {}):
+                continue  # a glued value: shown where the text pastes it
+            data = out.get("data", {})
+            if kind != "stream" and any(k.startswith("image/") for k in data):
+                continue  # a figure
+            if kind != "stream" and READER_TABLE in cell_tags(cell) and \
+                    ("text/html" in data or "text/markdown" in data):
+                continue  # a formatted table for the reader
+            text = out.get("text") if kind == "stream" else \
+                data.get("text/plain", next(iter(data.values()), ""))
+            text = "".join(text) if isinstance(text, list) else str(text)
+            first = cell.source.strip().splitlines()[-1][:80] if cell.source.strip() else ""
+            found.append(f"cell {index} ({kind}, last line {first!r}): {text.strip()[:160]!r}")
+    return found

@@ -22,51 +22,14 @@ import re
 import nbformat
 import pytest
 import yaml
-from helpers import REPO
+from helpers import READER_TABLE, REPO, cell_tags, stray_outputs
 
 import alignbook as B
 
 CHAPTERS = sorted(B.Book(REPO).chapters())
 
-#: The tag of a cell whose output is a table meant for the reader.
-READER_TABLE = "reader-table"
-#: Tags with which Jupyter Book shows nothing of a cell's outputs.
-OUTPUT_HIDDEN = {"remove-cell", "remove-output"}
 #: Tags with which Jupyter Book does not show a cell's code unfolded.
 INPUT_HIDDEN = {"hide-input", "remove-input", "remove-cell", "hide-cell"}
-
-
-def _tags(cell) -> set[str]:
-    return set(cell.get("metadata", {}).get("tags", []))
-
-
-def stray_outputs(nb) -> list[str]:
-    """The outputs of ``nb``'s code cells that a reader would see and should not: every
-    ``execute_result``, ``stream`` or ``display_data`` output that is not a figure (an
-    image), a glued value (``metadata.scrapbook``), or a table of a cell tagged
-    ``reader-table``. Cells whose outputs Jupyter Book removes are skipped."""
-    found = []
-    for index, cell in enumerate(nb.cells):
-        if cell.cell_type != "code" or _tags(cell) & OUTPUT_HIDDEN:
-            continue
-        for out in cell.get("outputs", []):
-            kind = out.get("output_type")
-            if kind not in ("execute_result", "stream", "display_data"):
-                continue
-            if "scrapbook" in out.get("metadata", {}):
-                continue  # a glued value: shown where the text pastes it
-            data = out.get("data", {})
-            if kind != "stream" and any(k.startswith("image/") for k in data):
-                continue  # a figure
-            if kind != "stream" and READER_TABLE in _tags(cell) and \
-                    ("text/html" in data or "text/markdown" in data):
-                continue  # a formatted table for the reader
-            text = out.get("text") if kind == "stream" else \
-                data.get("text/plain", next(iter(data.values()), ""))
-            text = "".join(text) if isinstance(text, list) else str(text)
-            first = cell.source.strip().splitlines()[-1][:80] if cell.source.strip() else ""
-            found.append(f"cell {index} ({kind}, last line {first!r}): {text.strip()[:160]!r}")
-    return found
 
 
 # ------------------------------------------------------------------ the checker itself
@@ -120,9 +83,9 @@ def test_figures_glue_reader_tables_and_removed_cells_are_not_stray():
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_parameters_cell_is_hidden_not_removed(chapter):
     nb = nbformat.read(B.Book(REPO).notebook(chapter), as_version=4)
-    (cell,) = [c for c in nb.cells if "parameters" in _tags(c)]
-    assert "hide-input" in _tags(cell), f"{chapter}: tag the parameters cell hide-input"
-    assert not _tags(cell) & {"remove-cell", "remove-input"}, chapter
+    (cell,) = [c for c in nb.cells if "parameters" in cell_tags(c)]
+    assert "hide-input" in cell_tags(cell), f"{chapter}: tag the parameters cell hide-input"
+    assert not cell_tags(cell) & {"remove-cell", "remove-input"}, chapter
 
 
 PLUMBING = re.compile(r"^\s*(import |from \S+ import )|plt\.subplots|glue_figure\(|\.legend\(",
@@ -132,8 +95,8 @@ PLUMBING = re.compile(r"^\s*(import |from \S+ import )|plt\.subplots|glue_figure
 @pytest.mark.parametrize("chapter", CHAPTERS)
 def test_imports_and_plotting_code_are_hidden(chapter):
     nb = nbformat.read(B.Book(REPO).notebook(chapter), as_version=4)
-    shown = [c for c in nb.cells if c.cell_type == "code" and not _tags(c) & INPUT_HIDDEN
-             and "parameters" not in _tags(c)]
+    shown = [c for c in nb.cells if c.cell_type == "code" and not cell_tags(c) & INPUT_HIDDEN
+             and "parameters" not in cell_tags(c)]
     plumbing = [c.source.splitlines()[0] for c in shown if PLUMBING.search(c.source)]
     assert plumbing == [], f"{chapter}: cells with imports or plotting code shown: {plumbing}"
     assert shown, f"{chapter}: no cell shows the reader how an experiment is run"
@@ -144,7 +107,7 @@ def test_reader_tables_are_tagged_as_such(chapter):
     """A cell tagged reader-table ends in an expression that displays a formatted table."""
     nb = nbformat.read(B.Book(REPO).notebook(chapter), as_version=4)
     for cell in nb.cells:
-        if READER_TABLE in _tags(cell):
+        if READER_TABLE in cell_tags(cell):
             last = cell.source.rstrip().splitlines()[-1]
             assert not last.rstrip().endswith(";"), (chapter, last)
 

@@ -15,7 +15,8 @@ Without a browser: no page names a folder of the machine that built it (its chec
 results folder, home or temporary folders, a ``results/<chapter>/<profile>/<hash>``
 folder); every figure's caption links to its PNG, PDF, CSV and ``provenance.json``, and
 every such link, like every other download link of the site, answers 200 over HTTP; the
-"How to cite" page states the version of ``CITATION.cff``; figures are opaque white.
+"How to cite" page states the version of ``CITATION.cff``; figures are opaque white; no
+executed chapter the site shows has a stray output (a warning, a raw value).
 
 Needs ``/usr/bin/chromium`` (Debian package ``chromium``) and a local MathJax
 (the ``django-static-mathjax`` package of the ``test`` extra). Without them this
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import browser_check
 import pytest
-from helpers import REPO
+from helpers import REPO, stray_outputs
 
 import alignbook as B
 
@@ -199,6 +200,20 @@ def test_no_page_names_a_folder_of_the_builder(built_site, request):
         for m in STORE_FOLDER.finditer(text):
             found.append(f"{path.relative_to(built_site)}: {m.group(0)}")
     assert found == [], "builder paths on the site:\n" + "\n".join(found[:30])
+
+
+def test_no_page_shows_a_stray_output(built_site):
+    """What the tiny build's chapters are checked for (tests/test_pages.py), checked on the
+    site itself: the executed notebooks it was rendered from (``_sources``) show no
+    warning, raw value or DataFrame dump, whatever the profile."""
+    import nbformat
+
+    sources = sorted((built_site / "_sources").rglob("*.ipynb"))
+    assert sources, f"no executed notebooks under {built_site / '_sources'}"
+    found = []
+    for path in sources:
+        found += [f"{path.relative_to(built_site)}: {s}" for s in stray_outputs(nbformat.read(path, as_version=4))]
+    assert found == [], "outputs a reader should not see:\n" + "\n".join(found[:20])
 
 
 class _Links(HTMLParser):
