@@ -20,6 +20,16 @@ from alignbook.sweep.runner import run_sweep
 POINTS_FOLDER = "points"
 
 
+def chapter_sweep_point(point, settings: dict) -> Point:
+    """The sweep point (:data:`~alignbook.sweep.points.CALL_POINT`) that :func:`chapter_runner`
+    runs and stores ``point`` (an :class:`alignlib.experiments.points.Point`) as, made in a
+    process whose :func:`~alignlib.experiments.points.jax_settings` are ``settings``: its
+    key is the folder of the point under :data:`POINTS_FOLDER`."""
+    identity = point.identity
+    return Point(CALL_POINT, {"fn": identity["fn"], "params": identity["params"],
+                              "data": identity["data"], "jax": settings})
+
+
 def chapter_runner(store: ResultStore, *, recompute: bool = False,
                    engine: Engine | None = None):
     """A runner for :func:`alignlib.experiments.points.use_runner` that runs a chapter's
@@ -44,9 +54,7 @@ def chapter_runner(store: ResultStore, *, recompute: bool = False,
         inputs: dict[str, dict] = {}
         order = []
         for p in points:
-            identity = p.identity
-            point = Point(CALL_POINT, {"fn": identity["fn"], "params": identity["params"],
-                                       "data": identity["data"], "jax": settings})
+            point = chapter_sweep_point(p, settings)
             order.append(point.key)
             if point.key in unique:
                 continue
