@@ -42,8 +42,19 @@ A chapter's estimate adds its **page**: what its notebook takes besides its comp
 (kernel, imports, analysis, tables, figures), measured on its last executed notebook here
 (:func:`alignbook.plan_costs.page_seconds`; none for a profile never run here).
 
-Points that stop at convergence are counted for their maximum epochs, so those estimates
-are upper bounds. Not counted: loading data files.
+**Points already stored.** Each point is looked up in the results folder (``results``,
+default ``$ALIGNBOOK_RESULTS`` or ``<book>/results``) under the key its chapter's runner
+stores it by (:mod:`alignbook.plan_stored`; where the chapter's points folder holds any,
+the plan first measures the learning rates the chapter measures, which the keys hash:
+seconds to a minute; a point on data the plan stands in for, files it does not read, is
+not looked up and counts as not stored). A stored point is priced at the epochs its
+runs trained (the largest epoch of its stored table); every other point at its maximum
+epochs, so where its runs stop at convergence its price is an upper bound. The estimate
+is the chapter **from scratch** (stored points as they trained, the others at their cap);
+**still to run** is what a build that resumes computes: the points not stored, priced as
+if only they ran (a stored point costs only reading its table), the work besides the
+sweeps and the page. (A chapter whose tables are cached whole runs none of its points:
+the plan does not look at those tables.) Not counted: loading data files.
 
 :func:`save_plan` writes a plan and its provenance (commit, date, the device of the cost
 analysis, the assumptions, a hash of the parameters it read), :func:`check_stored_plan`
@@ -65,6 +76,7 @@ import pandas as pd
 
 from alignbook.parameters import BookError
 from alignbook.plan_costs import measure_device, page_seconds, program_costs, step_costs
+from alignbook.plan_stored import at_epochs, stored_points
 from alignbook.plan_work import (CHAPTER_JAX_SETTINGS, PLANNED_CHAPTERS, chapter_extras,
                                  chapter_parameters, chapter_points, planned_parameters,
                                  point_programs, stand_in_dataset)
@@ -96,17 +108,24 @@ class Plan:
     width, ...``), ``runs`` (networks trained together), ``steps`` (SGD steps per run,
     at most), ``step_flops`` (one step of one network, XLA's count), ``program_flops``
     (the programs it runs besides training), ``flops`` (the point's total), ``seconds``
-    (estimated; ``flop_seconds``, ``overhead_seconds``, ``startup_seconds`` its parts).
+    (estimated; ``flop_seconds``, ``overhead_seconds``, ``startup_seconds`` its parts),
+    ``stored`` (the results folder holds it; ``looked_up`` False: its data is a stand-in,
+    not looked up), ``epochs`` (its maximum) and ``epochs_priced`` (what ``steps`` and
+    ``seconds`` count: a stored point's trained epochs, else its maximum), ``run_seconds``
+    (in a build that resumes: 0 for a stored point).
     ``extras``: the same per item of work besides the sweeps (``what`` it is).
     ``chapters``: per chapter ``points, runs, steps_per_run, flops``,
     ``sweep_seconds`` (its points), ``extra_seconds``, ``page_seconds`` (NaN where not
     measured, ``page_source`` the notebook), ``seconds`` (their sum, a missing page
-    counted as 0), ``longest_seconds`` (its longest point) and ``measured_seconds`` (the
-    profile's last build here, else its ``expected_seconds``; NaN when neither).
+    counted as 0), ``longest_seconds`` (its longest point), ``measured_seconds`` (the
+    profile's last build here, else its ``expected_seconds``; NaN when neither),
+    ``stored_points`` (points stored), ``unknown_points`` (points not looked up),
+    ``run_sweep_seconds`` (its points not stored, in a build that resumes) and
+    ``run_seconds`` (that, its extra work and its page).
     ``device_tflops``, ``step_overhead``, ``epoch_overhead``, ``startup_seconds``,
     ``compile_factor``: the assumptions, with ``measured`` naming those measured on this
     machine (``device``); ``timed``: the computations were timed here rather than priced
-    at ``device_tflops``.
+    at ``device_tflops``; ``results``: the results folder the points were looked up in.
     """
 
     profile: str
@@ -121,6 +140,7 @@ class Plan:
     measured: tuple[str, ...]
     device: str
     timed: bool = False
+    results: str = ""
 
     @property
     def total_seconds(self) -> float:
@@ -145,35 +165,63 @@ class Plan:
                  f"{self.epoch_overhead * 1e3:.3g} ms{measured('epoch_overhead')}, start-up "
                  f"{self.startup_seconds:.3g} s + {self.compile_factor:.3g} x compile time"
                  f"{measured('startup')}; compile times measured on {self.device}.",
-                 f"{'chapter':<10} {'points':>6} {'runs':>5} {'steps/run':>9} {'TFLOP':>9} "
-                 f"{'sweeps':>8} {'besides':>8} {'page':>7} {'estimate':>9} {'device-h':>8} "
-                 f"{'longest':>8} {'measured':>8} {'ratio':>5}"]
+                 f"{'chapter':<10} {'points':>6} {'stored':>6} {'runs':>5} {'steps/run':>9} "
+                 f"{'TFLOP':>9} {'sweeps':>8} {'besides':>8} {'page':>7} {'estimate':>9} "
+                 f"{'device-h':>8} {'to run':>8} {'longest':>8} {'measured':>8} {'ratio':>5}"]
         for row in self.chapters.itertuples():
             ratio = row.seconds / row.measured_seconds
             lines.append(
-                f"{row.chapter:<10} {row.points:>6d} {row.runs:>5d} {row.steps_per_run:>9.4g} "
-                f"{row.flops / 1e12:>9.4g} {_duration(row.sweep_seconds):>8} "
-                f"{_duration(row.extra_seconds):>8} {_duration(row.page_seconds):>7} "
-                f"{_duration(row.seconds):>9} {row.seconds / 3600:>8.3g} "
+                f"{row.chapter:<10} {row.points:>6d} {row.stored_points:>6d} {row.runs:>5d} "
+                f"{row.steps_per_run:>9.4g} {row.flops / 1e12:>9.4g} "
+                f"{_duration(row.sweep_seconds):>8} {_duration(row.extra_seconds):>8} "
+                f"{_duration(row.page_seconds):>7} {_duration(row.seconds):>9} "
+                f"{row.seconds / 3600:>8.3g} {_duration(row.run_seconds):>8} "
                 f"{_duration(row.longest_seconds):>8} {_duration(row.measured_seconds):>8} "
                 f"{f'{ratio:.2f}' if np.isfinite(ratio) else '-':>5}")
         total = self.chapters
         measured_total = total.measured_seconds.sum(min_count=len(total))
         lines.append(
-            f"{'total':<10} {int(total.points.sum()):>6d} {int(total.runs.sum()):>5d} {'':>9} "
-            f"{total.flops.sum() / 1e12:>9.4g} {_duration(total.sweep_seconds.sum()):>8} "
+            f"{'total':<10} {int(total.points.sum()):>6d} {int(total.stored_points.sum()):>6d} "
+            f"{int(total.runs.sum()):>5d} {'':>9} {total.flops.sum() / 1e12:>9.4g} "
+            f"{_duration(total.sweep_seconds.sum()):>8} "
             f"{_duration(total.extra_seconds.sum()):>8} {_duration(total.page_seconds.sum()):>7} "
             f"{_duration(self.total_seconds):>9} {self.total_seconds / 3600:>8.3g} "
+            f"{_duration(total.run_seconds.sum()):>8} "
             f"{_duration(total.longest_seconds.max()):>8} {_duration(measured_total):>8} "
             f"{f'{self.total_seconds / measured_total:.2f}' if measured_total > 0 else '-':>5}")
-        lines.append("steps/run: SGD steps of a run, mean over the chapter's points, at most "
-                     "(runs stop at convergence); sweeps: the points (training, and the "
-                     "alignment scores); besides: the chapter's other computations; page: "
-                     "its notebook's other cells, measured on its last run here; estimate: "
-                     "their sum; longest: the longest point (no number of devices finishes "
-                     "a chapter sooner); measured: the chapter's whole run; ratio: estimate "
-                     "/ measured.")
+        lines += self._stored_lines()
+        lines.append("steps/run: SGD steps of a run, mean over the chapter's points (a stored "
+                     "point's as it trained, the others' at most: runs stop at convergence); "
+                     "sweeps: the points (training, and the alignment scores); besides: the "
+                     "chapter's other computations; page: its notebook's other cells, "
+                     "measured on its last run here; estimate: their sum, from scratch; to "
+                     "run: what a build that resumes still computes (the points not stored, "
+                     "besides and page); longest: the longest point (no number of devices "
+                     "finishes a chapter sooner); measured: the chapter's whole run; ratio: "
+                     "estimate / measured.")
         return "\n".join(lines)
+
+    def _stored_lines(self) -> list[str]:
+        """What the report says of the stored points: how many, and how they were priced."""
+        points = self.points
+        where = f" in {self.results}/<chapter>/{self.profile}/points" if self.results else ""
+        stored = points[points.stored] if len(points) else points
+        if not len(stored):
+            lines = [f"No point is stored{where}: every point is priced at its maximum epochs "
+                     "(an upper bound where its runs stop at convergence)."]
+        else:
+            others = len(points) - len(stored)
+            lines = [f"Priced from stored runs: {len(stored)} of {len(points)} points (stored"
+                     f"{where}), at the epochs their runs trained ({int(stored.epochs_priced.sum())}"
+                     f" epochs in all, of at most {int(stored.epochs.sum())})" + (
+                         f"; the other {others} at their maximum epochs (upper bounds where "
+                         "runs stop at convergence)" if others else "")
+                     + ". A build that resumes reuses the stored points: 'to run' leaves them out."]
+        unknown = int((~points.looked_up).sum()) if len(points) else 0
+        if unknown:
+            lines.append(f"{unknown} points on data the plan does not read (stood in for by "
+                         "zeros) were not looked up: counted as not stored.")
+        return lines
 
 
 def _duration(seconds: float) -> str:
@@ -275,18 +323,48 @@ def _network(work) -> tuple:
     return ("network", type(model).__name__, shapes, np.shape(work.x), np.shape(work.y), work.runs)
 
 
+def _price_points(costs: _Costs, chapter: str, points: list, found: list, settings: dict,
+                  frozen: tuple) -> list[dict]:
+    """One row per point of ``chapter``: its cost from scratch (a stored point's, of
+    ``found`` (:class:`~alignbook.plan_stored.Stored`), at the epochs it trained; its
+    chapter's kernel compiling the points in order), and ``run_seconds``, its cost in a
+    build that resumes (0 for a stored point; the others priced as if only they ran)."""
+    def price(point, compiled):
+        work = point.workload()
+        return costs.price((point.fn, work.structure, frozen), work, settings,
+                           epochs=int(point.params.get("epochs") or 0), in_train=True,
+                           programs=point_programs(point), compiled=compiled)
+
+    rows, compiled = [], set()  # the programs the chapter's kernel compiled so far
+    for point, s in zip(points, found):
+        priced = at_epochs(point, s.epochs) if s.stored else point
+        rows.append({"chapter": chapter, **_describe(point), **price(priced, compiled),
+                     "stored": s.stored, "looked_up": s.looked_up,
+                     "epochs_priced": int(priced.params.get("epochs") or 0)})
+    resumed: set = set()  # a build that resumes compiles the points not stored only
+    for row, point, s in zip(rows, points, found):
+        if s.stored or not any(f.stored for f in found):
+            row["run_seconds"] = 0.0 if s.stored else row["seconds"]
+        else:
+            row["run_seconds"] = price(point, resumed)["seconds"]
+    return rows
+
+
 def plan(book, profile: str, chapters: Sequence[str] | None = None, *,
          device_tflops: float | None = None, step_overhead: float | None = None,
          epoch_overhead: float | None = None, startup: tuple[float, float] | None = None,
-         progress: bool = False) -> Plan:
+         results: str | Path | None = None, progress: bool = False) -> Plan:
     """The cost plan of ``profile`` (module docstring), for ``chapters`` (default: every
     chapter of :data:`PLANNED_CHAPTERS` in the book). ``device_tflops``, ``step_overhead``
     and ``epoch_overhead`` (seconds) and ``startup`` (``(seconds, compile factor)``): the
     device's sustained throughput, the loop's per-step and per-epoch costs and a point's
-    start-up; measured here (:func:`measure_device`) when not given."""
+    start-up; measured here (:func:`measure_device`) when not given. ``results``: the
+    results folder whose stored points are priced as they trained (default: the
+    pipeline's, :func:`alignbook.pipeline.results_folder`)."""
     import jax
 
     from alignbook.parameters import expected_seconds, load_profiles
+    from alignbook.pipeline import results_folder
 
     if profile not in load_profiles(book):
         raise BookError(f"unknown profile {profile!r}")
@@ -310,18 +388,15 @@ def plan(book, profile: str, chapters: Sequence[str] | None = None, *,
     assumptions = {**given, "call_seconds": found["call_seconds"],
                    "startup_seconds": given["startup"][0], "compile_factor": given["startup"][1]}
     costs = _Costs(assumptions, timed=device_tflops is None, progress=progress)
+    root = Path(results) if results is not None else results_folder(book)
     points, extras = [], []
     for chapter in chapters:
         settings = CHAPTER_JAX_SETTINGS.get(chapter, lambda p: {})(
             chapter_parameters(book, profile, chapter))
         frozen = tuple(sorted(settings.items()))
-        compiled: set = set()  # the programs the chapter's kernel compiled so far
-        for point in chapter_points(book, profile, chapter):
-            work = point.workload()
-            points.append({"chapter": chapter, **_describe(point), **costs.price(
-                (point.fn, work.structure, frozen), work, settings,
-                epochs=int(point.params.get("epochs") or 0), in_train=True,
-                programs=point_programs(point), compiled=compiled)})
+        listed, found = stored_points(book, profile, chapter,
+                                      chapter_points(book, profile, chapter), root, settings)
+        points += _price_points(costs, chapter, listed, found, settings, frozen)
         for extra in chapter_extras(book, profile, chapter):
             work = extra.workload
             extras.append({"chapter": chapter, "what": extra.what, **costs.price(
@@ -337,19 +412,26 @@ def plan(book, profile: str, chapters: Sequence[str] | None = None, *,
         other = extras[extras.chapter == chapter]
         page, source = page_seconds(book, profile, chapter)
         sweep, besides = float(part.seconds.sum()), float(other.seconds.sum())
+        page_counted = page if np.isfinite(page) else 0.0
+        to_run = float(part.run_seconds.sum()) if len(part) else 0.0
         summary.append({"chapter": chapter, "points": len(part),
                         "runs": int(part.runs.sum()) if len(part) else 0,
                         "steps_per_run": float(part.steps.mean()) if len(part) else 0.0,
                         "flops": float(part.flops.sum() + other.flops.sum()),
                         "sweep_seconds": sweep, "extra_seconds": besides,
                         "page_seconds": page, "page_source": source,
-                        "seconds": sweep + besides + (page if np.isfinite(page) else 0.0),
+                        "seconds": sweep + besides + page_counted,
                         "longest_seconds": float(part.seconds.max()) if len(part) else 0.0,
-                        "measured_seconds": float(measured_times.get(chapter, np.nan))})
+                        "measured_seconds": float(measured_times.get(chapter, np.nan)),
+                        "stored_points": int(part.stored.sum()) if len(part) else 0,
+                        "unknown_points": int((~part.looked_up).sum()) if len(part) else 0,
+                        "run_sweep_seconds": to_run,
+                        "run_seconds": to_run + besides + page_counted})
     device = jax.devices()[0].device_kind
     return Plan(profile, points, extras, pd.DataFrame(summary), float(given["tflops"]),
                 float(given["step_overhead"]), float(given["epoch_overhead"]),
-                *map(float, given["startup"]), measured, device, timed=costs.timed)
+                *map(float, given["startup"]), measured, device, timed=costs.timed,
+                results=str(root))
 
 
 # ------------------------------------------------------------------ a stored plan
@@ -382,8 +464,9 @@ def save_plan(result: Plan, book, path: str | Path, *, command: str = "") -> dic
     """Write ``result``: its chapters to ``path`` (CSV), its points and extra work beside
     it (``<stem>_points.csv``, ``<stem>_extras.csv``) and its provenance
     (:func:`provenance_path`: profile, command, date, git commit, the device and CPU the
-    cost analysis ran on, package versions, the assumptions, the parameters the plan read
-    and their :func:`parameters_hash`). Returns the paths by kind."""
+    cost analysis ran on, package versions, the assumptions, the results folder its
+    stored points were looked up in, the parameters the plan read and their
+    :func:`parameters_hash`). Returns the paths by kind."""
     from alignbook.results import _device_info, _git_info, _package_versions
 
     path = Path(path)
@@ -401,6 +484,7 @@ def save_plan(result: Plan, book, path: str | Path, *, command: str = "") -> dic
         "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "git": _git_info(book.root), "device": {**_device_info(), "cpu": _cpu_model()},
         "packages": _package_versions(), "assumptions": result.assumptions(),
+        "results": result.results,
         "parameters_sha256": parameters_hash(parameters), "parameters": parameters,
         "files": {kind: p.name for kind, p in paths.items() if kind != "provenance"},
     }

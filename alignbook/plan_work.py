@@ -4,7 +4,11 @@ plan (:mod:`alignbook.plan`).
 * **Sweep points** (:func:`chapter_points`): the chapter's sweep calls, as in its notebook,
   with ``points_only=True`` (:mod:`alignlib.experiments.points`), on data sets of the
   right shapes that hold no data (:func:`stand_in_dataset`; no data file is read). Each
-  point's :meth:`~alignlib.experiments.points.Point.workload` says what it trains.
+  point's :meth:`~alignlib.experiments.points.Point.workload` says what it trains. The
+  learning rates the rules and low-data chapters measure before their sweeps are all
+  taken as 1 (they do not change the cost), unless ``measured=True``: then they are
+  measured as the notebook does, so that the points are the chapter's own, the points
+  its runner stores (:mod:`alignbook.plan_stored`).
 * **Programs a point runs besides training** (:func:`point_programs`): the alignment
   chapter's scores, after every epoch at the narrowest and widest width and after the last
   elsewhere, and the authors' probe estimates at the probe widths.
@@ -21,16 +25,18 @@ provenance.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import inspect
+import weakref
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from alignbook.parameters import BookError, resolve_parameters
 
-__all__ = ["stand_in_dataset", "chapter_parameters", "chapter_points", "chapter_extras",
+__all__ = ["stand_in_dataset", "is_stand_in", "chapter_parameters", "chapter_points", "chapter_extras",
            "point_programs", "planned_parameters", "Extra", "Program", "PLANNED_CHAPTERS",
            "CHAPTER_EXTRAS", "CHAPTER_JAX_SETTINGS", "POINT_PROGRAMS"]
 
@@ -41,6 +47,10 @@ _FILE_SETS = {
     "imagenet32": ((32, 32, 3), 1000, 1281167, 50000),
 }
 _DEFAULT_SPLIT = {"kmnist": "heldout", "cifar10": "heldout", "imagenet32": "test"}
+#: The data sets :func:`stand_in_dataset` made without reading their files.
+_STAND_INS: "weakref.WeakSet" = weakref.WeakSet()
+#: Whether the learning rates a chapter measures before its sweep are measured for real.
+_MEASURED = contextvars.ContextVar("measured_learning_rates", default=False)
 
 
 def stand_in_dataset(name: str, *, n_train: int | None = None, cap_heldout: bool = False,
@@ -65,10 +75,18 @@ def stand_in_dataset(name: str, *, n_train: int | None = None, cap_heldout: bool
     def arrays(n, *tail, dtype=np.float32):
         return np.broadcast_to(np.zeros((), dtype), (n, *tail))
 
-    return Dataset(name=name, x_train=np.broadcast_to(zero, (train, *shape)),
+    data = Dataset(name=name, x_train=np.broadcast_to(zero, (train, *shape)),
                    y_train=arrays(train, classes), x_test=np.broadcast_to(zero, (test, *shape)),
                    y_test=arrays(test, classes), labels_train=arrays(train, dtype=np.int64),
                    labels_test=arrays(test, dtype=np.int64), n_outputs=classes)
+    _STAND_INS.add(data)
+    return data
+
+
+def is_stand_in(data) -> bool:
+    """Whether ``data`` is a data set :func:`stand_in_dataset` made without its files (its
+    arrays are zeros: a point on it is not the point the chapter runs)."""
+    return data in _STAND_INS
 
 
 class _ReadParameters(dict):
@@ -127,8 +145,9 @@ class Extra:
 def _recorded_learning_rates() -> Iterator[list[Extra]]:
     """The rules and low-data chapters measure each point's stable learning rate at
     initialisation (:func:`alignlib.experiments.feedforward.stable_lr_at_init`). The plan
-    needs only which learning rates a point trains, so inside the block every bound is 1,
-    and each measurement is recorded as an :class:`Extra`: the power iteration of
+    needs only which learning rates a point trains, so inside the block every bound is 1
+    (measured for real inside :func:`chapter_points` with ``measured=True``, on data read
+    from files), and each measurement is recorded as an :class:`Extra`: the power iteration of
     :func:`alignlib.stability.ntk_top_eigenvalue`, whose every iteration (a
     vector-Jacobian product and its transpose on the batch) is costed as a backprop step."""
     from alignlib.experiments import feedforward as ff
@@ -156,6 +175,8 @@ def _recorded_learning_rates() -> Iterator[list[Extra]]:
                            f"{a['width']}, batch {len(x)}", Workload(
                                make, "backprop", x, data.y_train[:len(x)], mse, runs=1,
                                steps=iterations, eval_examples=0, structure=structure)))
+        if _MEASURED.get() and not is_stand_in(data):
+            return measure(data, **kwargs)
         return {"ntk_top_eigenvalue": 1.0, "lr_bound": 1.0}
 
     ff.stable_lr_at_init = record
@@ -210,21 +231,23 @@ def _low_data_network(p: Mapping[str, Any]) -> tuple:
 def _low_data(p: Mapping[str, Any]) -> list:
     from alignlib.experiments import feedforward as ff, low_data as ld
 
-    _, used, network = _low_data_network(p)
+    full, used, network = _low_data_network(p)
+    with _recorded_learning_rates():  # the notebook's learning rates: of the smallest bound
+        bound = float(ld.stability(full, used, width=p["width"], **network).lr_bound.min())
     return ld.sweep(
         lambda n: _benchmark_data(p, n_train=n, cap_heldout=p["cap_heldout"]), used,
-        width=p["width"], rules=p["rules"], lrs=ff.lr_grid(1.0, p["lr_fractions"]),
+        width=p["width"], rules=p["rules"], lrs=ff.lr_grid(bound, p["lr_fractions"]),
         seeds=p["seeds"], epochs=p["epochs"], min_steps=p["min_steps"],
         convergence_tolerance=p["convergence_tolerance"],
         seeds_per_call=p["seeds_per_call"] or None, points_only=True, **network)
 
 
 def _imagenet(p: Mapping[str, Any]) -> list:
-    from alignlib.experiments import feedforward as ff
+    from alignlib.experiments import feedforward as ff, imagenet as inet
 
-    if p["dataset"] == "synthetic":
-        data = ff.synthetic_dataset((32, 32, 3), 1000, n_train=p["n_train"], n_test=p["n_test"],
-                                    seed=0, target_offset=p["target_offset"])
+    if p["dataset"] == inet.SMOKE_DATASET:  # the notebook's random images, as it makes them
+        data = inet.load_data(p["dataset"], n_train=p["n_train"], n_test=p["n_test"],
+                              target_offset=p["target_offset"])
     else:
         data = stand_in_dataset(p["dataset"], n_train=p["n_train"] or None)
     return ff.width_sweep(data, arch="convnet", widths=[p["width"]], rules=p["rules"],
@@ -261,10 +284,18 @@ def _check_planned(chapter: str) -> None:
                         f"{', '.join(PLANNED_CHAPTERS)}")
 
 
-def chapter_points(book, profile: str, chapter: str) -> list:
-    """The sweep points ``chapter`` trains under ``profile``, without training them."""
+def chapter_points(book, profile: str, chapter: str, *, measured: bool = False) -> list:
+    """The sweep points ``chapter`` trains under ``profile``, without training them.
+    ``measured``: measure the learning rates the chapter measures before its sweep (the
+    stable learning rates at initialisation, on data the plan reads: seconds to a minute
+    of computation) instead of taking every bound as 1, so that the points are the ones
+    the chapter runs (their keys, :mod:`alignbook.plan_stored`)."""
     _check_planned(chapter)
-    return PLANNED_CHAPTERS[chapter](chapter_parameters(book, profile, chapter))
+    token = _MEASURED.set(measured)
+    try:
+        return PLANNED_CHAPTERS[chapter](chapter_parameters(book, profile, chapter))
+    finally:
+        _MEASURED.reset(token)
 
 
 # --------------------------------------------------- work besides the sweeps' training

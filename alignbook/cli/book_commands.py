@@ -153,11 +153,12 @@ def _cmd_plan(args, book: _book.Book) -> int:
 
     chapters = [c.strip() for c in args.chapters.split(",") if c.strip()] if args.chapters else None
     result = _plan.plan(book, args.profile, chapters=chapters, device_tflops=args.device_tflops,
-                        step_overhead=args.step_overhead)
+                        step_overhead=args.step_overhead, results=args.results)
     if args.save:
         options = [("--profile", args.profile), ("--chapters", args.chapters),
                    ("--device-tflops", args.device_tflops),
-                   ("--step-overhead", args.step_overhead), ("--save", args.save)]
+                   ("--step-overhead", args.step_overhead), ("--results", args.results),
+                   ("--save", args.save)]
         command = " ".join(["alignbook plan"] + [f"{flag} {value}" for flag, value in options
                                                  if value is not None])
         for path in _plan.save_plan(result, book, args.save, command=command).values():

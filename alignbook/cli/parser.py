@@ -80,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     p_plan.add_argument("--step-overhead", type=float, default=None,
                         help="seconds each training step costs besides its FLOPs "
                              "(default: measured here)")
+    p_plan.add_argument("--results", default=None, metavar="DIR",
+                        help="results folder whose stored sweep points are priced at the epochs "
+                             "they trained and left out of what is still to run (default: "
+                             "$ALIGNBOOK_RESULTS or <book>/results)")
     p_plan.add_argument("--json", action="store_true", help="print the per-point table as JSON lines")
     p_plan.add_argument("--save", default=None, metavar="CSV",
                         help="also write the plan: chapters to CSV, points and other work beside "
