@@ -13,7 +13,11 @@ trained that many epochs.
 
 The points are listed again with the learning rates the chapter measures before its sweep
 (:func:`alignbook.plan_work.chapter_points` with ``measured=True``: seconds to a minute)
-when, and only when, the chapter's points folder holds a finished point. A point on a
+when, and only when, the chapter's points folder holds a finished point, and a sweep
+written in stages lists each later stage from the stored results of the stage before
+(:func:`alignlib.experiments.points.known_results`): a width sweep that stops at
+convergence trains every rule at least as many epochs as the first rule needed there,
+so its later points are known only from the first rule's stored runs. A point on a
 data set the plan does not read (:func:`alignbook.plan_work.is_stand_in`: a file the
 profile reads, stood in for by zeros) cannot have the runner's key: it is not looked up.
 """
@@ -96,8 +100,18 @@ def stored_points(book, profile: str, chapter: str, points: list, root: str | Pa
     store = points_store(root, chapter, profile)
     if not _holds_points(store):
         return points, [Stored() for _ in points]
-    points = chapter_points(book, profile, chapter, measured=True)
+    from alignlib.experiments import points as P
+
     jax = _key_settings(settings)
+
+    def known(point):  # a later stage is listed from the stored results of the one before
+        if any(is_stand_in(data) for data in point.data.values()):
+            return None
+        key = chapter_sweep_point(point, jax)
+        return P.PointResult(store.load(key), store.load_arrays(key)) if store.is_done(key) else None
+
+    with P.known_results(known):
+        points = chapter_points(book, profile, chapter, measured=True)
     found = []
     for point in points:
         if any(is_stand_in(data) for data in point.data.values()):

@@ -87,6 +87,12 @@ def test_stages_of_several_sweeps_run_together_and_can_be_listed():
             [1.0, 3.0], [10.0, 30.0, 40.0]]
     assert rounds == [[1.0, 10.0], [3.0, 30.0, 40.0]]  # one round per stage, both sweeps
     assert [p.params["x"] for p in P.list_points([staged([1.0, 2.0])])] == [1.0, 2.0]
+    # listing with the results of the first stage known lists the second as a run makes it
+    ran = {p.params["x"]: r for p, r in zip(demo_points([1.0, 10.0]), P.serial_runner(demo_points([1.0, 10.0])))}
+    with P.known_results(lambda point: ran.get(point.params["x"])):
+        listed = P.list_points([staged([1.0, 2.0]), staged([10.0, 20.0]), staged([5.0, 6.0])])
+    # the third sweep's first point is unknown: its second stage is listed without results
+    assert [p.params["x"] for p in listed] == [1.0, 10.0, 5.0, 3.0, 30.0, 6.0]
 
 
 def test_width_sweep_points_are_its_training_calls():

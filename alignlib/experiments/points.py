@@ -32,6 +32,9 @@ tolerance trains every rule at least as many epochs as the first rule needed), t
 is written as a generator that yields a list of points per stage and receives their
 results (``None`` when only listing points); :func:`run_sweeps` runs the same stage of
 several such sweeps together, so independent sweeps share every round of the runner.
+Listing a later stage's points exactly needs the earlier stage's results: inside
+:func:`known_results` a listing receives those that a lookup knows (e.g. the points a
+store already holds), so it lists the points a run would make.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ import pandas as pd
 
 __all__ = [
     "Point", "PointResult", "Source", "Workload", "run_points", "run_sweeps", "list_points",
-    "use_runner", "current_runner", "serial_runner", "fingerprint", "with_source",
+    "use_runner", "current_runner", "serial_runner", "known_results", "fingerprint", "with_source",
     "source_of", "load_source", "call_point", "jax_settings", "applied_jax_settings",
     "JAX_SETTINGS", "STAGES",
 ]
@@ -304,7 +307,8 @@ def _drive(sweeps: Sequence[SweepSteps], label: str, listing: list | None) -> li
         flat = [p for i in stage for p in stage[i]]
         if listing is not None:
             listing.extend(flat)
-            results = None
+            lookup = _KNOWN.get()
+            results = None if lookup is None else [lookup(p) for p in flat]
         else:
             results = run_points(flat, label)
         following: dict[int, list[Point]] = {}
@@ -312,6 +316,8 @@ def _drive(sweeps: Sequence[SweepSteps], label: str, listing: list | None) -> li
         for i, points in stage.items():
             part = None if results is None else results[at:at + len(points)]
             at += len(points)
+            if part is not None and any(r is None for r in part):
+                part = None  # a listing that does not know every result of the stage
             try:
                 following[i] = list(sweeps[i].send(part))
             except StopIteration as stop:
@@ -326,9 +332,30 @@ def run_sweeps(sweeps: Sequence[SweepSteps], label: str = "sweep") -> list:
     return _drive(sweeps, label, None)
 
 
+#: While listing points: ``lookup(point) -> PointResult | None``, the results of points
+#: that already ran (:func:`known_results`).
+_KNOWN: contextvars.ContextVar[Callable[[Point], PointResult | None] | None] = \
+    contextvars.ContextVar("known_results", default=None)
+
+
+@contextlib.contextmanager
+def known_results(lookup: Callable[[Point], PointResult | None]) -> Iterator[None]:
+    """While listing points in the block (:func:`list_points`, ``points_only=True``), send a
+    sweep the results ``lookup`` returns for the points of a stage, when it returns them
+    for every point the sweep listed in that stage; otherwise none, as without a lookup.
+    The next stage is then the one a run would build (e.g. each rule's least epochs, from
+    the epochs the first rule trained)."""
+    token = _KNOWN.set(lookup)
+    try:
+        yield
+    finally:
+        _KNOWN.reset(token)
+
+
 def list_points(sweeps: Sequence[SweepSteps]) -> list[Point]:
     """Every point of sweeps written in stages, without running any (a later stage is
-    built as if earlier points had no results: e.g. with the least epochs)."""
+    built as if earlier points had no results: e.g. with the least epochs; inside
+    :func:`known_results`, from the results it knows)."""
     found: list[Point] = []
     _drive(sweeps, "", found)
     return found
