@@ -1,6 +1,8 @@
 """The cost plan knows which sweep points are already stored (alignbook.plan_stored): a
 stored point is priced at the epochs its runs trained, and a build that resumes does not
-run it again. Tiny profile, rules chapter, a results folder of its own."""
+run it again. Tiny profile, rules chapter, a results folder of its own. The two tests
+that build plans (about 20 s of compiling) run in ``.ci/run`` (marked ``ci``); how a
+staged sweep is listed from known results is tested in tests/test_points.py."""
 
 from __future__ import annotations
 
@@ -60,6 +62,8 @@ def empty_plan(tmp_path_factory):
         return _rules_plan(B.Book(REPO)), root
 
 
+@pytest.mark.ci
+@pytest.mark.slow
 def test_with_nothing_stored_every_point_is_priced_at_its_cap(empty_plan):
     result, root = empty_plan
     points, chapter = result.points, result.chapters.iloc[0]
@@ -73,6 +77,8 @@ def test_with_nothing_stored_every_point_is_priced_at_its_cap(empty_plan):
     assert f"No point is stored in {root}/<chapter>/tiny/points" in result.report()
 
 
+@pytest.mark.ci
+@pytest.mark.slow
 def test_stored_points_are_priced_at_the_epochs_they_trained(empty_plan, tmp_path,
                                                              monkeypatch):
     monkeypatch.delenv(RECOMPUTE_ENV, raising=False)
