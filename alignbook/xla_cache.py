@@ -19,7 +19,8 @@ folder is always safe.
 **A damaged folder.** JAX writes an entry as two files, the program (``<key>-cache``) and
 the time it was last used (``<key>-atime``), under the folder's lock. A process killed
 between the two (a test that kills a build, a sweep worker stopped mid-compile) leaves a
-program, possibly cut short, with no time. JAX then fails every later write to the
+program, possibly cut short, with no time; so does a process that used the folder
+without a size limit (JAX then writes no times). JAX then fails every later write to the
 folder, in every process, with a warning naming the files. :func:`repair` removes such
 entries; every build and test session calls it before anything compiles. A process
 started with :func:`cache_environment` or :func:`enable` does not print JAX's warnings
