@@ -389,10 +389,7 @@ def _worker_pool(n_workers: int):
 
 def _run_jobs(jobs: list[dict[str, Any]], n_jobs: int, echo) -> list[ChapterRun]:
     runs: list[ChapterRun] = []
-    damaged = xla_cache.repair()  # entries a killed process left would fail every write
-    if damaged:
-        echo(f"  compiled-program cache: removed {damaged} entr{'y' if damaged == 1 else 'ies'} "
-             "a stopped process left half-written")
+    xla_cache.repair(echo=echo)  # an entry a stopped process left makes every write fail
     progress = ProgressReporter(echo)
 
     def finish(job, res):

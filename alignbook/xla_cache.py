@@ -90,12 +90,13 @@ def _quiet_warnings(current: str) -> str:
     return ",".join(kept + ours)
 
 
-def repair(folder: Path | None = None) -> int:
+def repair(folder: Path | None = None, echo=None) -> int:
     """Remove the entries of the cache ``folder`` (default :func:`cache_dir`) that a
     killed process left half-written: a program without its last-used time, or a time
     without its program. Runs under the folder's lock, so an entry another process is
     writing is never touched. Returns how many entries were removed (0 when the folder
-    does not exist, the cache is off, or it has no size limit: then JAX writes no times)."""
+    does not exist, the cache is off, or it has no size limit: then JAX writes no times);
+    ``echo`` (e.g. ``print``) is told when any were."""
     folder = cache_dir() if folder is None else Path(folder)
     if folder is None or not folder.is_dir() or os.environ.get(_MAX_SIZE_ENV, "").strip() == "-1":
         return 0
@@ -111,6 +112,9 @@ def repair(folder: Path | None = None) -> int:
                 if name.endswith(suffix) and name[:-len(suffix)] + other not in names:
                     (folder / name).unlink(missing_ok=True)
                     removed += suffix == _PROGRAM
+    if removed and echo is not None:
+        echo(f"  compiled-program cache: removed {removed} entr{'y' if removed == 1 else 'ies'} "
+             "a stopped process left half-written")
     return removed
 
 
