@@ -231,6 +231,10 @@ def test_the_plan_lists_the_gpu_profiles_points_without_data_or_training():
     assert {g.loop_trips for g in programs[1:]} == {a["probe_batches"]}
 
 
+# compiles the tiny recurrent chapter's steps (about 12 s): with the other plans that
+# compile a chapter, in .ci/run
+@pytest.mark.ci
+@pytest.mark.slow
 def test_the_plan_counts_flops_and_time(capfd):
     book = B.Book(REPO)
     result = PL.plan(book, "tiny", ["recurrent"], device_tflops=1.0, step_overhead=1e-5,
