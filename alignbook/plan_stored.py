@@ -117,9 +117,6 @@ def stored_points(book, profile: str, chapter: str, points: list, root: str | Pa
         if any(is_stand_in(data) for data in point.data.values()):
             found.append(Stored(looked_up=False))
             continue
-        key = chapter_sweep_point(point, jax)
-        if not store.is_done(key):
-            found.append(Stored())
-            continue
-        found.append(Stored(True, recorded_epochs(store.load(key))))
+        result = known(point)
+        found.append(Stored() if result is None else Stored(True, recorded_epochs(result.table)))
     return points, found
