@@ -15,6 +15,15 @@
   chapter again (those are marked ``ci``: ``.ci/run`` runs them after ``make test``).
 - Every process of the session shares XLA's compiled programs through
   :mod:`alignbook.xla_cache` (the user's cache folder), as the book's builds do.
+- Every process of the session (the tests, the tiny build, the chapters and workers they
+  start) compiles with LLVM's optimisation level 1 instead of XLA's default 3
+  (:data:`TEST_XLA_FLAGS`). Compiling, not computing, is most of the suite's time; level 1
+  compiles in about two thirds of the time and the programs run about as fast. The
+  arithmetic stays IEEE (XLA's fast-math stays off), but a float32 number can differ from
+  a default-compiled one in its last bits (the two levels may evaluate a function such as
+  ``exp`` through different code): no test compares a number with one a default-compiled
+  process computed to tighter than that. A level named in the user's own ``XLA_FLAGS`` is
+  kept.
 """
 
 from __future__ import annotations
@@ -29,6 +38,12 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+#: appended to ``XLA_FLAGS`` for the whole test session (see the module docstring); set before
+#: anything starts JAX's backend, and inherited by every process the tests start
+TEST_XLA_FLAGS = "--xla_backend_optimization_level=1"
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
