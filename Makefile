@@ -25,6 +25,7 @@ book: $(STAMP)
 # data, killed and concurrent builds, Dask clusters, small books rendered by Jupyter Book,
 # the shapes of sweep and benchmark tables, ConvNet cases of checks whose MLP case runs
 # here, the authors' 200-epoch Add-task run) run in .ci/run after this.
+# The tests compile at LLVM optimisation level 1 (tests/conftest.py), the book at XLA's default.
 # The 20 slowest tests are listed at the end, so that a test that grew slow is seen.
 test: $(STAMP)
 	$(BIN)/python -m pytest -m "not ci" --durations=20

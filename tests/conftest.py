@@ -17,8 +17,9 @@
   :mod:`alignbook.xla_cache` (the user's cache folder), as the book's builds do.
 - Every process of the session (the tests, the tiny build, the chapters and workers they
   start) compiles with LLVM's optimisation level 1 instead of XLA's default 3
-  (:data:`TEST_XLA_FLAGS`). Compiling, not computing, is most of the suite's time; level 1
-  compiles in about two thirds of the time and the programs run about as fast. The
+  (:data:`TEST_XLA_FLAGS`). Compiling, not computing, is most of the suite's time. Level 1
+  compiles a training step in about four fifths of the time and the small programs of eager
+  operations in about a third; the programs run about as fast. The
   arithmetic stays IEEE (XLA's fast-math stays off), but a float32 number can differ from
   a default-compiled one in its last bits (the two levels may evaluate a function such as
   ``exp`` through different code): no test compares a number with one a default-compiled
