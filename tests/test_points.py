@@ -136,6 +136,46 @@ def cached_demo(store, xs, **params):
     return store.cached("demo", lambda: tables(P.run_points(demo_points(xs, **params))))
 
 
+def test_the_jax_settings_of_a_point_travel_with_it_fast_compilation_included():
+    """A point is keyed and run with the JAX settings of the process that made it. Among
+    them is the flag that turns most of XLA's optimisations off (a chapter's fast-compile
+    option), which JAX keeps as a plain flag, not an attribute of ``jax.config``, and does
+    not key its compiled programs on: it is read, changes the point's key, is applied where
+    the point runs (programs compiled before are compiled again) and is undone afterwards."""
+    import jax
+
+    from alignbook.sweep.chapters import chapter_sweep_point
+
+    flag = "jax_disable_most_optimizations"
+    default = P.jax_settings()
+    assert flag not in default  # left out at its default: the keys of other points stay
+    jax.config.update(flag, True)
+    try:
+        fast = P.jax_settings()
+    finally:
+        jax.config.update(flag, False)
+    assert fast == {**default, flag: True}
+    point = demo_points([1.0])[0]
+    assert chapter_sweep_point(point, fast).key != chapter_sweep_point(point, default).key
+
+    step = jax.jit(lambda x: x + 1.0)
+    step(1.0)
+    with P.applied_jax_settings(fast):
+        assert jax.config.values[flag] is True and P.jax_settings() == fast
+        assert step._cache_size() == 0  # not the program compiled with the optimisations
+        step(1.0)
+    assert jax.config.values[flag] is False and P.jax_settings() == default
+    assert step._cache_size() == 0
+    # a point made without the flag runs without it in a process that has it
+    jax.config.update(flag, True)
+    try:
+        with P.applied_jax_settings(default):
+            assert jax.config.values[flag] is False
+        assert jax.config.values[flag] is True
+    finally:
+        jax.config.update(flag, False)
+
+
 def test_a_chapter_table_keeps_its_points_and_reuses_them(tmp_path, monkeypatch):
     monkeypatch.delenv(S.ENGINE_ENV, raising=False)
     monkeypatch.delenv(RECOMPUTE_ENV, raising=False)

@@ -364,35 +364,66 @@ def list_points(sweeps: Sequence[SweepSteps]) -> list[Point]:
 # ----------------------------------------------------- running a point elsewhere
 
 
+def _setting(name: str):
+    """The value of JAX setting ``name`` in force here: a setting with a context manager is
+    read as an attribute of ``jax.config`` (its thread's value); a plain flag
+    (``jax_disable_most_optimizations``) has no such attribute and is read from
+    ``jax.config.values``. ``None`` for a setting this JAX does not have."""
+    import jax
+
+    try:
+        value = getattr(jax.config, name)
+    except AttributeError:
+        value = jax.config.values.get(name)
+    return value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
+
+
 def jax_settings() -> dict:
-    """This process's values of :data:`JAX_SETTINGS` (JAX is imported if need be)."""
+    """This process's values of :data:`JAX_SETTINGS` (JAX is imported if need be). A plain
+    flag at its default (``False``) is left out, so that the keys of points computed
+    without it stay what they were before such flags were read."""
     import jax
 
     out = {}
     for name in JAX_SETTINGS:
-        with contextlib.suppress(AttributeError):
-            value = getattr(jax.config, name)
-            out[name] = value if isinstance(value, (bool, int, float, str, type(None))) else str(value)
+        value = _setting(name)
+        if hasattr(jax.config, name) or value:
+            out[name] = value
     return out
+
+
+#: Settings that JAX's in-memory caches of compiled programs do not key on: a program
+#: compiled before such a setting changed would be reused after it.
+_UNKEYED_SETTINGS = ("jax_disable_most_optimizations",)
 
 
 @contextlib.contextmanager
 def applied_jax_settings(settings: Mapping[str, Any] | None) -> Iterator[None]:
-    """Apply ``settings`` (from :func:`jax_settings`) for the block, then restore."""
+    """Apply ``settings`` (from :func:`jax_settings`) for the block, then restore. When a
+    setting that JAX's caches do not key on changes (:data:`_UNKEYED_SETTINGS`), the caches
+    are cleared on entry and on exit, so the block compiles everything it runs under its own
+    settings, as the process that made them did."""
     if not settings:
         yield
         return
     import jax
 
-    before = jax_settings()
-    changed = {k: v for k, v in settings.items() if k in before and before[k] != v}
+    before = {name: _setting(name) for name in JAX_SETTINGS if name in jax.config.values}
+    # a plain flag the settings leave out is at its default (see jax_settings)
+    wanted = {**{k: False for k in _UNKEYED_SETTINGS if k in before}, **settings}
+    changed = {k: v for k, v in wanted.items() if k in before and before[k] != v}
+    unkeyed = any(name in changed for name in _UNKEYED_SETTINGS)
     for name, value in changed.items():
         jax.config.update(name, value)
+    if unkeyed:
+        jax.clear_caches()
     try:
         yield
     finally:
         for name in changed:
             jax.config.update(name, before[name])
+        if unkeyed:
+            jax.clear_caches()
 
 
 def call_point(*, fn: str, params: Mapping[str, Any], data: Mapping[str, Any],
@@ -403,15 +434,15 @@ def call_point(*, fn: str, params: Mapping[str, Any], data: Mapping[str, Any],
     given so that a runner's key can hash them; they must match ``point``."""
     if fn != point.fn:
         raise ValueError(f"call_point: fn {fn!r} does not match the point's {point.fn!r}")
-    values = {}
-    for name, value in point.data.items():
-        if isinstance(value, Source):
-            value = load_source(value)
-            if fingerprint(value) != data.get(name):
-                raise RuntimeError(
-                    f"data {name!r} of {point.describe()} loaded here differs from the data "
-                    "the sweep was started with (different files on this machine?)")
-        values[name] = value
-    with applied_jax_settings(jax):
+    with applied_jax_settings(jax):  # loading the data too: it may compile what the point reuses
+        values = {}
+        for name, value in point.data.items():
+            if isinstance(value, Source):
+                value = load_source(value)
+                if fingerprint(value) != data.get(name):
+                    raise RuntimeError(
+                        f"data {name!r} of {point.describe()} loaded here differs from the data "
+                        "the sweep was started with (different files on this machine?)")
+            values[name] = value
         out = point.function()(**point.params, **values, **point.options)
     return _result(point, out)
